@@ -1,0 +1,118 @@
+"""Curriculum specs: what is taught when, as YAML validated into typed config.
+
+A spec is an ordered list of phases. Each phase trains on the rows tagged with its `data` phases
+(by default its own name), optionally mixing in a `replay` share of the rows of all earlier phases,
+for a fixed number of optimizer steps with its own LR schedule and loss. Bundled specs live in
+curriculum/specs/*.yaml and are addressed by file stem (`curriculum: radisim_cl`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .phases import PHASES
+
+SPEC_DIR = Path(__file__).parent / "specs"
+Ordering = Literal["curriculum", "anti_curriculum", "random_order", "shuffled", "custom"]
+
+
+class PhaseSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: A label for the phase (MLflow child run name); one of the five phases or e.g. "all".
+    name: str
+    #: Which phase tags of the data this phase trains on. Default: [name].
+    data: list[str] = Field(default_factory=list)
+    steps: int = Field(..., ge=1, description="optimizer steps in this phase")
+    lr: float = Field(1e-4, gt=0, lt=1)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["cosine", "constant", "linear"] = "cosine"
+    #: LR at the end of the phase as a fraction of `lr` (cosine/linear decay floor).
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    loss: Literal["clip", "siglip"] = "clip"
+    #: Share of each batch drawn from the data of all earlier phases (rehearsal against forgetting).
+    replay: float = Field(0.0, ge=0, lt=1)
+    #: Towers kept fixed in this phase.
+    freeze: list[Literal["visual", "text"]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _data_defaults_to_name(self) -> "PhaseSpec":
+        if not self.data:
+            if self.name not in PHASES:
+                raise ValueError(f"data: phase {self.name!r} is not one of {PHASES}; list the phases it teaches in `data`")
+            self.data = [self.name]
+        unknown = [d for d in self.data if d not in PHASES]
+        if unknown:
+            raise ValueError(f"data: unknown phase(s) {unknown}; expected some of {list(PHASES)}")
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
+        if len(self.freeze) == 2:
+            raise ValueError("freeze: freezing both towers leaves nothing to train")
+        return self
+
+
+class CurriculumSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    #: What the arm is for and what it costs (command, hardware, runtime); shown in MLflow.
+    description: str = ""
+    ordering: Ordering = "custom"
+    phases: list[PhaseSpec] = Field(..., min_length=1)
+
+    @field_validator("phases")
+    @classmethod
+    def _unique_names(cls, phases: list[PhaseSpec]) -> list[PhaseSpec]:
+        names = [p.name for p in phases]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"phase names must be unique (MLflow run names, checkpoint folders); repeated: {dupes}")
+        if phases[0].replay > 0:
+            raise ValueError("phases.0.replay: the first phase has no earlier phase to replay")
+        return phases
+
+    @property
+    def total_steps(self) -> int:
+        return sum(p.steps for p in self.phases)
+
+    @property
+    def uses_siglip(self) -> bool:
+        return any(p.loss == "siglip" for p in self.phases)
+
+    def replay_sources(self, index: int) -> list[str]:
+        """The data phases of every phase before `index` that are not taught in phase `index` itself."""
+        own = set(self.phases[index].data)
+        seen: list[str] = []
+        for p in self.phases[:index]:
+            seen += [d for d in p.data if d not in own and d not in seen]
+        return seen
+
+
+def bundled_specs() -> list[str]:
+    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+
+
+def load_spec_dict(ref: Any) -> dict:
+    """A bundled spec name, a YAML path, or an inline mapping -> the raw mapping (validated later)."""
+    if isinstance(ref, dict):
+        return ref
+    if not isinstance(ref, str):
+        raise ValueError(f"curriculum: expected a spec name, a YAML path or a mapping, got {type(ref).__name__}")
+    path = Path(ref)
+    if not path.suffix:
+        path = SPEC_DIR / f"{ref}.yaml"
+        if not path.is_file():
+            raise ValueError(f"curriculum: no bundled spec {ref!r}; bundled: {bundled_specs()}")
+    elif not path.is_file():
+        raise ValueError(f"curriculum: no such spec file {ref}")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"curriculum: {path} must hold a mapping")
+    return data
+
+
+def load_spec(ref: Any) -> CurriculumSpec:
+    return CurriculumSpec.model_validate(load_spec_dict(ref))

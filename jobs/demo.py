@@ -1,0 +1,26 @@
+"""The whole study on the embedded default: phantom data, five-phase curriculum, five-stage eval, MLflow.
+
+Cost: about 8 minutes on 2 CPU cores (radisim-tiny, local Ray, sqlite MLflow store in the working
+directory). What it gives: the stage-score table after every phase next to the untrained model's, a
+radar plot in MLflow, and the `mlflow ui` command to browse it. All data is SYNTHETIC.
+"""
+from __future__ import annotations
+
+import sys
+
+from radisim.jobs.common import job_parser, load_config, quiet_logs
+from radisim.jobs.prepare_data import prepare_phantom
+from radisim.jobs.train import run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = job_parser("demo", __doc__).parse_args(argv)
+    cfg = load_config(args)
+    quiet_logs()
+    prepare_phantom(cfg)
+    run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

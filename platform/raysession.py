@@ -1,0 +1,49 @@
+"""Connecting to Ray: a local Ray sized for a laptop, or the cluster named by RAY_ADDRESS / ray.address."""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+from .config import RayConfig
+
+log = logging.getLogger(__name__)
+
+
+def quiet_data_context() -> None:
+    """Ray Data's progress bars garble job logs and test output; the trainer reports progress itself."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+@contextmanager
+def ray_session(cfg: RayConfig) -> Iterator[None]:
+    """ray.init for the job and ray.shutdown after it, unless the caller had already connected."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        address = cfg.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(
+                num_cpus=cfg.num_cpus,
+                object_store_memory=cfg.object_store_mb * 2**20,
+                include_dashboard=cfg.include_dashboard,
+                # Workers of a local Ray inherit this environment; keep their logs readable.
+                runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}},
+                log_to_driver=True,
+            )
+        started = True
+    quiet_data_context()
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()

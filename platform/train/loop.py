@@ -1,0 +1,198 @@
+"""The Train worker's loop for one curriculum phase.
+
+Plain PyTorch except the lines marked `# [ray]`: the dataset shard, model preparation (DDP), the
+device, checkpoint restore and `ray.train.report` (a barrier: every rank calls it equally often).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .schedule import lr_factor
+
+log = logging.getLogger(__name__)
+STATE_FILE = "train_state.pt"
+META_FILE = "radisim.json"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def build_loss(kind: str, rank: int, world: int, local_loss: bool, gather_with_grad: bool):
+    from open_clip.loss import ClipLoss, SigLipLoss
+
+    if kind == "siglip":
+        return SigLipLoss(rank=rank, world_size=world)
+    return ClipLoss(local_loss=local_loss and world > 1, gather_with_grad=gather_with_grad and world > 1,
+                    cache_labels=True, rank=rank, world_size=world)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """open_clip's rule: no decay on gains, biases, norms, embeddings-like 1-D params and the logit scale."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exclude = p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+        (no_decay if exclude else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W] grayscale -> float [B, 3, H, W] in CLIP's normalisation."""
+    x = images.float().div_(255.0).unsqueeze(1)
+    return (x - mean) / std
+
+
+def _compute_loss(loss_fn, out: dict, kind: str) -> torch.Tensor:
+    if kind == "siglip":
+        return loss_fn(out["image_features"], out["text_features"], out["logit_scale"], out["logit_bias"])
+    return loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+
+
+def train_phase(cfg: dict[str, Any]) -> None:
+    """Ray Train `train_loop_per_worker` for one phase; `cfg` is built by `runner.phase_loop_config`."""
+    import ray.train
+    import ray.train.torch
+
+    from radisim.platform.models import load_clip, save_checkpoint
+    from radisim.platform.tracking import RunLogger
+
+    ctx = ray.train.get_context()  # [ray]
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()  # [ray]
+    torch.set_num_threads(cfg["torch_threads"])
+    torch.manual_seed(cfg["seed"] + rank)
+
+    phase = cfg["phase"]
+    resume = ray.train.get_checkpoint()  # [ray] a retry of this phase resumes from its own checkpoint
+    start = resume or cfg["init_checkpoint"]
+    with start.as_directory() as ckpt_dir:
+        bundle = load_clip(cfg["model_name"], checkpoint=ckpt_dir, siglip=cfg["siglip"])
+        state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True) if resume else None
+    model = bundle.model
+    model.output_dict = True
+    if "visual" in phase["freeze"]:
+        model.lock_image_tower()
+    if "text" in phase["freeze"]:
+        model.lock_text_tower()
+    model = ray.train.torch.prepare_model(model)  # [ray] DDP + device placement
+    raw = getattr(model, "module", model)
+    if cfg["compile"]:
+        model = torch.compile(model)
+
+    tcfg = cfg["train"]
+    optimizer = torch.optim.AdamW(param_groups(raw, tcfg["weight_decay"]), lr=phase["lr"],
+                                  betas=(tcfg["beta1"], tcfg["beta2"]), eps=tcfg["eps"])
+    total, accum = phase["steps"], tcfg["grad_accum"]
+    factor = lambda s: lr_factor(s, total, phase["warmup_steps"], phase["schedule"], phase["min_lr_ratio"])  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+    loss_fn = build_loss(phase["loss"], rank, world, tcfg["local_loss"], tcfg["gather_with_grad"])
+    use_bf16 = device.type == "cuda" and tcfg["precision"] in ("auto", "bf16")
+    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+
+    logger = RunLogger(cfg["tracking_uri"], cfg["phase_run_id"]) if rank == 0 and cfg["phase_run_id"] else None
+    parent_logger = RunLogger(cfg["tracking_uri"], cfg["parent_run_id"]) if logger and cfg["parent_run_id"] else None
+    shard = ray.train.get_dataset_shard("train")  # [ray]
+    batch_size = tcfg["batch_size"]
+    window = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "samples": 0}
+    epoch = 0
+    model.train()
+    while step < total:
+        batches = shard.iter_torch_batches(  # [ray] streams this worker's split of the phase dataset
+            batch_size=batch_size, dtypes={"image": torch.uint8, "text": torch.long}, device=device,
+            drop_last=True, local_shuffle_buffer_size=cfg["shuffle_buffer"] or None,
+            local_shuffle_seed=cfg["seed"] * 1000 + epoch + step, prefetch_batches=2,
+        )
+        it = iter(batches)
+        micro = 0
+        while step < total:
+            t_wait = time.perf_counter()
+            batch = next(it, None)
+            window["wait"] += time.perf_counter() - t_wait
+            if batch is None:
+                break
+            images = normalise(batch["image"], mean, std)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = model(images, batch["text"])
+                loss = _compute_loss(loss_fn, out, phase["loss"])
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"non-finite loss {loss.item()} in phase {phase['name']!r} at step {step}")
+            (loss / accum).backward()
+            window["loss"] += loss.item()
+            window["n"] += 1
+            window["samples"] += images.shape[0]
+            micro += 1
+            if micro % accum:
+                continue
+            if tcfg["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            with torch.no_grad():  # open_clip clamps the temperature the same way
+                raw.logit_scale.clamp_(0, math.log(100))
+            step += 1
+            if step % tcfg["log_every"] == 0 or step == total:
+                _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank)
+        epoch += 1
+        if batch is None and micro == 0:
+            raise RuntimeError(f"phase {phase['name']!r}: the dataset shard yielded no full batch of {batch_size}")
+    for lg in (logger, parent_logger):
+        if lg:
+            lg.flush()
+
+
+def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank) -> None:
+    import ray.train
+
+    from radisim.platform.models import save_checkpoint
+
+    elapsed = time.perf_counter() - window["t0"]
+    metrics = {
+        "train/loss": window["loss"] / max(1, window["n"]),
+        "train/lr": optimizer.param_groups[0]["lr"],
+        "train/samples_per_s": window["samples"] * world / max(elapsed, 1e-9),
+        "train/data_wait_frac": window["wait"] / max(elapsed, 1e-9),
+        "train/logit_scale": float(raw.logit_scale.exp()),
+        "train/step": step,
+    }
+    phase = cfg["phase"]
+    if rank == 0:
+        print(f"[{phase['name']}] step {step}/{total} loss {metrics['train/loss']:.3f} "
+              f"lr {metrics['train/lr']:.2e} {metrics['train/samples_per_s']:.0f} samples/s "
+              f"data-wait {metrics['train/data_wait_frac']:.1%}", flush=True)
+    if logger:
+        logger.log(metrics, step)
+        parent_logger and parent_logger.log(metrics, cfg["step_offset"] + step)
+    window.update(loss=0.0, n=0, wait=0.0, samples=0, t0=time.perf_counter())
+    if step % cfg["train"]["checkpoint_every"] and step != total:
+        ray.train.report(metrics)  # [ray]
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:  # one writer; the others report None at the same barrier
+            save_checkpoint(raw, cfg["model_name"], tmp, extra={"phase": phase["name"], "step": step})
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
+                       os.path.join(tmp, STATE_FILE))
+            Path(tmp, META_FILE).write_text(json.dumps(
+                {"model_name": cfg["model_name"], "phase": phase["name"], "step": step, "steps": total, "complete": step == total}))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)  # [ray]
