@@ -42,21 +42,22 @@ def make_evaluator(cfg: JobConfig):
 
 
 def print_stage_table(evaluations) -> None:
-    from radisim.evals.report import stage_table
+    from radisim.evals.report import format_stage_table
 
-    print("\nzero-shot stage scores (held-out phantom split, SYNTHETIC):")
-    print(stage_table(evaluations), flush=True)
+    print("\nzero-shot stage scores (held-out split):")
+    print(format_stage_table(dict(evaluations)), flush=True)
 
 
 def log_reports(cfg: JobConfig, result: CurriculumResult) -> None:
     """Radar of the five stage scores per phase and the score table, as artifacts of the parent run."""
-    from radisim.evals.report import radar_plot, stage_table_csv
+    from radisim.evals.report import comparison_csv, radar_plot
 
     tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        radar = radar_plot(result.evaluations, Path(tmp) / "stage_scores_radar.png",
-                           title=f"{result.run_name}: zero-shot stage scores (synthetic phantom)")
-        table = stage_table_csv(result.evaluations, Path(tmp) / "stage_scores.csv")
+        by_label = dict(result.evaluations)
+        radar = radar_plot(by_label, Path(tmp) / "stage_scores_radar.png",
+                           title=f"{result.run_name}: zero-shot stage scores")
+        table = comparison_csv(by_label, Path(tmp) / "stage_scores.csv")
         for path in (radar, table):
             tracker.log_artifact(result.run_id, path, "report")
 

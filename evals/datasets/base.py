@@ -1,0 +1,159 @@
+"""The adapter registry and the table of examples an adapter returns.
+
+Contract of an adapter (register it with `@register_adapter("<dataset name>")`):
+
+    def adapter(root: Path, subtask: Subtask, **options) -> Examples
+
+  - `root` is the dataset's directory in its real published layout (the adapter documents that
+    layout in its docstring). If `root` or a file the adapter needs is missing, raise
+    `DatasetNotFoundError` with what was expected where (`DatasetNotFoundError.expected(...)`).
+  - The result holds, for every example, an image (uint8 array, grayscale HxW or RGB HxWx3, or encoded
+    PNG/JPEG bytes), its label(s) in the subtask's class order (`Examples` docstring), and optional
+    per-example metadata (e.g. "view", "patient_id").
+  - Images live in an `ImagePool` (an image split); examples point into it by row. Subtasks whose
+    adapters return the same pool share one embedding computation and one cache entry, so an adapter
+    that serves several subtasks from one split should return the same pool object for all of them
+    (the phantom adapter does). `Examples.from_images(...)` builds a private pool for the simple case.
+  - Options come from the caller (`run_suite(..., adapter_options={name: {...}})`); unknown options
+    should raise TypeError rather than be ignored.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..tasks import Subtask
+
+Adapter = Callable[..., "Examples"]
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset root, or a file inside it, is not where the adapter expects it."""
+
+    @classmethod
+    def expected(cls, dataset: str, root: Path, what: str, hint: str = "") -> "DatasetNotFoundError":
+        msg = f"dataset {dataset!r}: expected {what} under {Path(root).resolve()}, found nothing"
+        return cls(msg + (f". {hint}" if hint else ""))
+
+
+@dataclass(eq=False)
+class ImagePool:
+    """An image split: ids and images in row order. `fingerprint` changes iff any id or pixel does."""
+
+    name: str
+    image_ids: tuple[str, ...]
+    images: Sequence[bytes | np.ndarray]
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.image_ids) != len(self.images):
+            raise ValueError(f"pool {self.name}: {len(self.image_ids)} ids but {len(self.images)} images")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for image_id, image in zip(self.image_ids, self.images):
+                digest.update(str(image_id).encode() + b"\0")
+                if isinstance(image, np.ndarray):
+                    digest.update(str(image.shape).encode())
+                    digest.update(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+                else:
+                    digest.update(bytes(image))
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+
+@dataclass(eq=False)
+class Examples:
+    """The examples of one subtask.
+
+    rows     (n,) int rows into `pool`
+    y        single-label / localization: (n,) int index into `classes`; binary: (n,) 0/1 (1 = classes[1]);
+             multi-label: (n, K) 0/1 per class
+    classes  the subtask's class names (score column order)
+    queries  localization only: (n,) the organ each example asks about
+    metadata optional per-example columns, each (n,)
+    """
+
+    pool: ImagePool
+    rows: np.ndarray
+    y: np.ndarray
+    classes: tuple[str, ...]
+    queries: np.ndarray | None = None
+    metadata: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rows = np.asarray(self.rows, dtype=np.int64)
+        self.y = np.asarray(self.y)
+        if len(self.rows) != len(self.y):
+            raise ValueError(f"{len(self.rows)} rows but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [self.pool.image_ids[r] for r in self.rows]
+
+    @classmethod
+    def from_images(
+        cls,
+        name: str,
+        image_ids: Sequence[str],
+        images: Sequence[bytes | np.ndarray],
+        y: Any,
+        classes: Sequence[str],
+        queries: Any = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> "Examples":
+        pool = ImagePool(name, tuple(str(i) for i in image_ids), list(images))
+        return cls(
+            pool, np.arange(len(pool)), np.asarray(y), tuple(classes),
+            None if queries is None else np.asarray(queries),
+            {k: np.asarray(v) for k, v in (metadata or {}).items()},
+        )
+
+
+def register_adapter(name: str) -> Callable[[Adapter], Adapter]:
+    def decorate(fn: Adapter) -> Adapter:
+        if name in _ADAPTERS and _ADAPTERS[name] is not fn:
+            raise ValueError(f"dataset adapter {name!r} registered twice")
+        _ADAPTERS[name] = fn
+        return fn
+
+    return decorate
+
+
+def adapter_names() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def get_adapter(name: str) -> Adapter:
+    try:
+        return _ADAPTERS[name]
+    except KeyError:
+        raise KeyError(
+            f"no dataset adapter named {name!r} (registered: {', '.join(adapter_names())}); "
+            f"write one following radisim.evals.datasets.base's contract, or evaluate on the phantom"
+        ) from None
+
+
+def load_examples(adapter: str, root: str | Path, subtask: Subtask, **options: Any) -> Examples:
+    """Run an adapter and check what it returned against the subtask."""
+    examples = get_adapter(adapter)(Path(root), subtask, **options)
+    if tuple(examples.classes) != subtask.classes:
+        raise ValueError(f"adapter {adapter!r} returned classes {examples.classes} for {subtask.id}, expected {subtask.classes}")
+    if len(examples) == 0:
+        raise ValueError(f"adapter {adapter!r} returned no examples for subtask {subtask.id}")
+    if subtask.kind == "localization" and examples.queries is None:
+        raise ValueError(f"adapter {adapter!r} returned no queries for localization subtask {subtask.id}")
+    return examples

@@ -1,0 +1,157 @@
+"""Image embeddings, computed once per (model, image split) with Ray Data and cached on disk.
+
+Cache key = sha256(model fingerprint, pool fingerprint)[:24]: the model fingerprint hashes every
+weight (`radisim.platform.models.fingerprint_model`), the pool fingerprint every image id and pixel
+(`ImagePool.fingerprint`), so a new checkpoint or changed data is a new key. Entries are
+`<cache_dir>/<key>.npy` (float32, (n, D), L2-normalised, pool row order) with a `<key>.json` note.
+
+The Ray lines are marked `# [ray]`: the pool becomes a dataset of (row, image bytes) blocks, and
+`map_batches` runs `_EmbedActor`s from an actor pool. Each actor builds the model itself from the
+`ModelRef` (name, pretrained, checkpoint): models are never pickled. The caller owns `ray.init`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datasets.base import ImagePool
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What to evaluate: an open_clip model name (bundled config, open_clip name or hf-hub id), with
+    `pretrained` weights or one of our `checkpoint` directories; `label` names it in reports."""
+
+    name: str
+    pretrained: str | None = None
+    checkpoint: str | None = None
+    siglip: bool = False
+    label: str | None = None
+
+    @property
+    def display(self) -> str:
+        if self.label:
+            return self.label
+        return f"{self.name}@{Path(self.checkpoint).name}" if self.checkpoint else (
+            f"{self.name}:{self.pretrained}" if self.pretrained else self.name)
+
+    def load(self, device: str = "cpu"):
+        from radisim.platform.models import load_clip
+
+        return load_clip(self.name, pretrained=self.pretrained,
+                         checkpoint=None if self.checkpoint is None else str(self.checkpoint),
+                         device=device, siglip=self.siglip)
+
+
+def cache_key(model_fingerprint: str, pool_fingerprint: str) -> str:
+    return hashlib.sha256(f"{model_fingerprint}:{pool_fingerprint}".encode()).hexdigest()[:24]
+
+
+def _png(image: bytes | np.ndarray) -> bytes:
+    if not isinstance(image, np.ndarray):
+        return bytes(image)
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class _EmbedActor:
+    """Loads the model once per actor; embeds batches of encoded images with its eval transform.
+
+    `compute_embeddings` subclasses it with `model_ref` / `expected_fingerprint` as class attributes
+    (small, pickled with the class) instead of constructor arguments, which Ray would park in the
+    object store and warn about for restartable actors.
+    """
+
+    model_ref: ModelRef
+    expected_fingerprint: str | None = None
+
+    def __init__(self):
+        import torch
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.bundle = self.model_ref.load(self.device)
+        expected = self.expected_fingerprint
+        if expected and self.bundle.fingerprint != expected:
+            raise RuntimeError(f"model {self.model_ref.display} changed under the evaluation: fingerprint "
+                               f"{self.bundle.fingerprint} != {expected}")
+        self.bundle.model.eval()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+        from PIL import Image
+
+        pixels = torch.stack([self.bundle.preprocess(Image.open(io.BytesIO(b)).convert("RGB")) for b in batch["image"]])
+        with torch.inference_mode():
+            emb = self.bundle.model.encode_image(pixels.to(self.device), normalize=True)
+        return {"row": batch["row"], "embedding": emb.float().cpu().numpy()}
+
+
+def compute_embeddings(
+    model_ref: ModelRef, pool: ImagePool, expected_fingerprint: str | None = None,
+    batch_size: int = 64, num_actors: int = 1, num_cpus_per_actor: float | None = None,
+) -> np.ndarray:
+    """(len(pool), D) L2-normalised image embeddings, through Ray Data (needs ray.init).
+
+    On CPU an actor asks for `num_cpus_per_actor` (default min(2, cluster CPUs)): Ray sets the
+    actor's OMP_NUM_THREADS from it, so torch in a 1-CPU actor would run on one thread.
+    """
+    import pyarrow as pa
+    import ray
+
+    table = pa.table({"row": np.arange(len(pool), dtype=np.int64),
+                      "image": pa.array([_png(im) for im in pool.images], type=pa.binary())})
+    blocks = [table.slice(i, batch_size) for i in range(0, len(pool), batch_size)]
+    resources = ray.cluster_resources()  # [ray]
+    use_gpu = resources.get("GPU", 0) > 0
+    if num_cpus_per_actor is None:
+        num_cpus_per_actor = float(min(2.0, max(1.0, resources.get("CPU", 1.0))))
+    ds = ray.data.from_arrow(blocks)  # [ray]
+    actor = type("EmbedActor", (_EmbedActor,), {"model_ref": model_ref, "expected_fingerprint": expected_fingerprint})
+    ds = ds.map_batches(  # [ray]
+        actor,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=num_actors),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=0 if use_gpu else num_cpus_per_actor,
+    )
+    rows, embeddings = [], []
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):  # [ray]
+        rows.append(batch["row"])
+        embeddings.append(batch["embedding"])
+    out = np.empty((len(pool), embeddings[0].shape[1]), dtype=np.float32)
+    out[np.concatenate(rows)] = np.concatenate(embeddings)
+    return out
+
+
+def embed_pool(
+    model_ref: ModelRef, pool: ImagePool, model_fingerprint: str, cache_dir: str | Path | None,
+    batch_size: int = 64, num_actors: int = 1, num_cpus_per_actor: float | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Cached embeddings of a pool -> (embeddings, cache_hit). `cache_dir=None` disables the cache."""
+    key = cache_key(model_fingerprint, pool.fingerprint)
+    path = Path(cache_dir) / f"{key}.npy" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        cached = np.load(path)
+        if cached.shape[0] == len(pool):
+            return cached, True
+    embeddings = compute_embeddings(model_ref, pool, model_fingerprint, batch_size, num_actors, num_cpus_per_actor)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, embeddings)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old or the whole new file
+        path.with_suffix(".json").write_text(json.dumps({
+            "model": model_ref.display, "model_fingerprint": model_fingerprint, "pool": pool.name,
+            "pool_fingerprint": pool.fingerprint, "n": len(pool), "dim": int(embeddings.shape[1]),
+        }, indent=2))
+    return embeddings, False

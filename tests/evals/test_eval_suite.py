@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from radisim.evals import embed as embed_mod
+from radisim.evals import suite as suite_mod
+from radisim.evals import zeroshot
+from radisim.evals.datasets import load_examples
+from radisim.evals.suite import ModelRef, run_suite
+from radisim.evals.tasks import get_subtask, subtasks
+from radisim.platform.models import load_clip, save_checkpoint
+
+
+def test_full_suite_on_random_tiny_checkpoint_is_finite_with_ordered_cis(suite_runs):
+    result = suite_runs["cold"]
+    m = result.metrics
+    for task in subtasks():
+        for name in task.metrics:
+            key = task.key(name)
+            assert np.isfinite([m[key], m[f"{key}_ci_low"], m[f"{key}_ci_high"]]).all(), key
+            assert m[f"{key}_ci_low"] <= m[key] <= m[f"{key}_ci_high"], key
+            assert 0.0 <= m[key] <= 1.0, key
+        sub = result.subtasks[task.id]
+        assert len(sub.y_true) == len(sub.scores) and sub.classes == task.classes
+    assert sorted(result.stage_scores) == [1, 2, 3, 4, 5]
+    for stage, score in result.stage_scores.items():
+        primaries = [m[t.key(t.metric)] for t in subtasks(stage=stage)]
+        assert score == pytest.approx(np.mean(primaries))
+    assert len(m) == 5 + 3 * sum(len(t.metrics) for t in subtasks())
+
+
+def test_second_run_is_served_from_the_cache(suite_runs, monkeypatch):
+    cold, warm = suite_runs["cold"], suite_runs["warm"]
+    assert list(cold.cache_hits.values()) == [False] and list(warm.cache_hits.values()) == [True]
+    assert warm.metrics == cold.metrics  # same embeddings, same seeded bootstrap
+    print(f"\n[evals] cold {suite_runs['walls'][0]:.1f} s vs cached {suite_runs['walls'][1]:.1f} s")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("embeddings recomputed despite a warm cache")
+
+    monkeypatch.setattr(embed_mod, "compute_embeddings", must_not_run)
+    again = run_suite(suite_runs["ref"], subtasks=["modality", "br35h"], data_root=suite_runs["data_root"],
+                      cache_dir=suite_runs["cache"], n_bootstrap=200)
+    assert again.metrics["stage1/modality/accuracy"] == cold.metrics["stage1/modality/accuracy"]
+
+
+def test_changed_checkpoint_changes_the_cache_key(suite_runs, tmp_path, monkeypatch):
+    ref = suite_runs["ref"]
+    bundle = ref.load()
+    with torch.no_grad():
+        bundle.model.visual.proj.add_(1e-3)
+    changed = ModelRef("radisim-tiny", checkpoint=str(save_checkpoint(bundle.model, "radisim-tiny", tmp_path / "c2")))
+    fp_old, fp_new = suite_runs["cold"].model_fingerprint, changed.load().fingerprint
+    assert fp_old != fp_new
+    pool_fp = load_examples("phantom", suite_runs["data_root"], get_subtask("modality")).pool.fingerprint
+    assert embed_mod.cache_key(fp_old, pool_fp) != embed_mod.cache_key(fp_new, pool_fp)
+    calls = []
+
+    def fake_compute(model_ref, pool, *args, **kwargs):
+        calls.append(model_ref)
+        return np.random.default_rng(0).normal(size=(len(pool), 128)).astype(np.float32)
+
+    monkeypatch.setattr(embed_mod, "compute_embeddings", fake_compute)
+    result = run_suite(changed, subtasks=["modality"], data_root=suite_runs["data_root"],
+                       cache_dir=suite_runs["cache"], n_bootstrap=10)
+    assert calls == [changed] and result.cache_hits == {next(iter(result.cache_hits)): False}
+
+
+@pytest.mark.parametrize("subtask_id", ["modality", "br35h", "chaos_mr"])
+def test_oracle_embeddings_score_perfectly(subtask_id, phantom_root, tiny_checkpoint, monkeypatch):
+    """Image embedding := the text embedding of its true class -> accuracy and AUC 1.0 (scoring path)."""
+    ref = ModelRef("radisim-tiny", checkpoint=str(tiny_checkpoint))
+    task = get_subtask(subtask_id)
+    ex = load_examples("phantom", phantom_root, task)
+    encoder = zeroshot.make_text_encoder(ref.load())
+    oracle = np.zeros((len(ex.pool), 128), np.float32)
+    for i, (row, y) in enumerate(zip(ex.rows, ex.y)):
+        query = None if ex.queries is None else ex.queries[i]
+        oracle[row] = zeroshot.classifier(task, encoder, query=query)[y]
+
+    monkeypatch.setattr(suite_mod, "embed_pool", lambda *a, **k: (oracle, False))
+    m = run_suite(ref, subtasks=[subtask_id], data_root=phantom_root, cache_dir=None, n_bootstrap=100).metrics
+    assert m[task.key("accuracy")] == 1.0 and m[task.key("auc")] == 1.0
+    assert m[task.key("macro_f1")] == 1.0 and m[f"stage{task.stage}/score"] == 1.0
+
+
+def test_multilabel_scores_are_per_organ_probabilities(phantom_root, tiny_checkpoint):
+    bundle = load_clip("radisim-tiny", checkpoint=tiny_checkpoint)
+    task = get_subtask("totalseg_ct_organs")
+    emb = np.random.default_rng(0).normal(size=(7, 128))
+    scores = zeroshot.score(task, emb, zeroshot.make_text_encoder(bundle), zeroshot.logit_scale_of(bundle.model))
+    assert scores.shape == (7, len(task.classes)) and ((scores > 0) & (scores < 1)).all()
