@@ -13,10 +13,11 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .orderings import arrange, ordering_names
+from .pacing import pacing_names, phase_mix
 from .phases import PHASES
 
 SPEC_DIR = Path(__file__).parent / "specs"
-Ordering = Literal["curriculum", "anti_curriculum", "random_order", "shuffled", "custom"]
 
 
 class PhaseSpec(BaseModel):
@@ -54,14 +55,48 @@ class PhaseSpec(BaseModel):
         return self
 
 
+class PacingSpec(BaseModel):
+    """Which share of the ordered data each phase draws from (curriculum/pacing.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "step"
+    #: Share of the ordered pool available after the first phase (linear/root/exponential).
+    start: float = Field(0.2, gt=0, le=1)
+    #: Base of the exponential pace.
+    growth: float = Field(2.0, gt=1)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in pacing_names():
+            raise ValueError(f"unknown pacing {name!r}; registered: {pacing_names()}")
+        return name
+
+
 class CurriculumSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
     #: What the arm is for and what it costs (command, hardware, runtime); shown in MLflow.
     description: str = ""
-    ordering: Ordering = "custom"
+    #: How the phases' contents are arranged (curriculum/orderings.py); every ordering keeps the
+    #: per-position budget, so arms are comparable. `phases` are always written coarse to fine.
+    ordering: str = "curriculum"
+    #: Seed of the `random_order` permutation.
+    order_seed: int = 0
+    pacing: PacingSpec = PacingSpec()
+    #: `restart`: every phase runs its own warm-up + decay; `continue`: one schedule spans all phases
+    #: (the first phase's warm-up, schedule and floor; each phase's own peak `lr`).
+    lr_across_phases: Literal["restart", "continue"] = "restart"
     phases: list[PhaseSpec] = Field(..., min_length=1)
+
+    @field_validator("ordering")
+    @classmethod
+    def _known_ordering(cls, name: str) -> str:
+        if name not in ordering_names():
+            raise ValueError(f"unknown ordering {name!r}; registered: {ordering_names()}")
+        return name
 
     @field_validator("phases")
     @classmethod
@@ -81,6 +116,16 @@ class CurriculumSpec(BaseModel):
     @property
     def uses_siglip(self) -> bool:
         return any(p.loss == "siglip" for p in self.phases)
+
+    def effective(self) -> "CurriculumSpec":
+        """The phases as they will be trained: arranged by `ordering` (a no-op for `curriculum`)."""
+        return self.model_copy(update={"phases": arrange(self.ordering, self.phases, self.order_seed)})
+
+    def mix(self, index: int, counts: dict[str, int]) -> dict[str, float]:
+        """Keep-probability per data tag in phase `index`'s stream (pacing + replay)."""
+        order = [p.data for p in self.phases]
+        return phase_mix(order, index, counts, self.pacing.name, self.pacing.start, self.pacing.growth,
+                         self.phases[index].replay)
 
     def replay_sources(self, index: int) -> list[str]:
         """The data phases of every phase before `index` that are not taught in phase `index` itself."""

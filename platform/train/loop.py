@@ -96,7 +96,8 @@ def train_phase(cfg: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(param_groups(raw, tcfg["weight_decay"]), lr=phase["lr"],
                                   betas=(tcfg["beta1"], tcfg["beta2"]), eps=tcfg["eps"])
     total, accum = phase["steps"], tcfg["grad_accum"]
-    factor = lambda s: lr_factor(s, total, phase["warmup_steps"], phase["schedule"], phase["min_lr_ratio"])  # noqa: E731
+    sched = cfg["schedule"]
+    factor = lambda s: lr_factor(sched["offset"] + s, sched["total"], sched["warmup"], sched["kind"], sched["min_ratio"])  # noqa: E731
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     step = 0
     if state is not None:
@@ -113,6 +114,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")  # [ray]
     batch_size = tcfg["batch_size"]
     window = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "samples": 0}
+    phase_t0, first_batch_s = time.perf_counter(), None
     epoch = 0
     model.train()
     while step < total:
@@ -126,7 +128,13 @@ def train_phase(cfg: dict[str, Any]) -> None:
         while step < total:
             t_wait = time.perf_counter()
             batch = next(it, None)
-            window["wait"] += time.perf_counter() - t_wait
+            if first_batch_s is None:
+                # Pipeline start-up (actor/task spawn, first reads) is reported on its own, not as
+                # steady-state data wait: it is paid once per phase, however long the phase.
+                first_batch_s = time.perf_counter() - phase_t0
+                window["t0"] = time.perf_counter()
+            else:
+                window["wait"] += time.perf_counter() - t_wait
             if batch is None:
                 break
             images = normalise(batch["image"], mean, std)
@@ -151,7 +159,8 @@ def train_phase(cfg: dict[str, Any]) -> None:
                 raw.logit_scale.clamp_(0, math.log(100))
             step += 1
             if step % tcfg["log_every"] == 0 or step == total:
-                _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank)
+                extra = {"train/first_batch_s": first_batch_s} if step <= tcfg["log_every"] else {}
+                _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank, extra)
         epoch += 1
         if batch is None and micro == 0:
             raise RuntimeError(f"phase {phase['name']!r}: the dataset shard yielded no full batch of {batch_size}")
@@ -160,7 +169,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
             lg.flush()
 
 
-def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank) -> None:
+def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank, extra) -> None:
     import ray.train
 
     from radisim.platform.models import save_checkpoint
@@ -171,8 +180,9 @@ def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, 
         "train/lr": optimizer.param_groups[0]["lr"],
         "train/samples_per_s": window["samples"] * world / max(elapsed, 1e-9),
         "train/data_wait_frac": window["wait"] / max(elapsed, 1e-9),
-        "train/logit_scale": float(raw.logit_scale.exp()),
+        "train/logit_scale": float(raw.logit_scale.detach().exp()),
         "train/step": step,
+        **extra,
     }
     phase = cfg["phase"]
     if rank == 0:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 from radisim.platform import storage
 from radisim.platform.config import JobConfig, flatten, resolve_path
-from radisim.platform.data.pipeline import PhaseData, expected_rows, phase_dataset, train_dir
+from radisim.platform.data.pipeline import expected_rows, phase_counts, phase_dataset, train_dir
 from radisim.platform.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -80,22 +80,31 @@ def phase_loop_config(cfg: JobConfig, index: int, init_checkpoint, tracking_uri:
         "parent_run_id": parent_id,
         "phase_run_id": phase_run_id,
         "step_offset": step_offset,
+        # lr_across_phases=continue: this phase is the slice [step_offset, +steps) of one schedule
+        "schedule": _schedule(cfg, index, step_offset),
     }
 
 
-def fit_phase(cfg: JobConfig, index: int, loop_config: dict, run_name: str, image_size: int):
+def _schedule(cfg: JobConfig, index: int, offset: int) -> dict[str, Any]:
+    spec, phase = cfg.curriculum, cfg.curriculum.phases[index]
+    if spec.lr_across_phases == "restart":
+        return {"offset": 0, "total": phase.steps, "warmup": phase.warmup_steps, "kind": phase.schedule,
+                "min_ratio": phase.min_lr_ratio}
+    first = spec.phases[0]
+    return {"offset": offset, "total": spec.total_steps, "warmup": first.warmup_steps, "kind": first.schedule,
+            "min_ratio": first.min_lr_ratio}
+
+
+def fit_phase(cfg: JobConfig, index: int, mix: dict[str, float], loop_config: dict, run_name: str, image_size: int):
     """One TorchTrainer.fit() for phase `index`; returns the Ray Train Result."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from radisim.platform.train.loop import train_phase
 
-    spec = cfg.curriculum
-    phase = spec.phases[index]
-    data = PhaseData(own=list(phase.data), earlier=spec.replay_sources(index), replay=phase.replay)
-    ds = phase_dataset(train_dir(resolve_path(cfg.data.root)), data, image_size, cfg.model.name,
-                       seed=cfg.train.seed + index, preprocess_actors=cfg.data.preprocess_actors,
-                       preprocess_cpus=cfg.data.preprocess_cpus)
+    phase = cfg.curriculum.phases[index]
+    ds = phase_dataset(train_dir(resolve_path(cfg.data.root)), mix, image_size, cfg.model.name,
+                       seed=cfg.train.seed + index, preprocess_cpus=cfg.data.preprocess_cpus)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if cfg.train.use_gpu else {})}
     trainer = TorchTrainer(
         train_phase,
@@ -122,6 +131,7 @@ def run_curriculum(
     parent_run_id: Optional[str] = None,
 ) -> CurriculumResult:
     """Train every phase of `cfg.curriculum` in order; evaluate after each if `evaluate` is given."""
+    cfg = cfg.model_copy(update={"curriculum": cfg.curriculum.effective()})  # apply the ordering once
     spec = cfg.curriculum
     tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
     run_name = cfg.tracking.run_name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -151,19 +161,19 @@ def run_curriculum(
         if cfg.eval.untrained_baseline:
             _evaluate(checkpoint, "untrained", [parent], step=0)
         outcomes: list[PhaseOutcome] = []
+        counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
         offset = 0
         for i, phase in enumerate(spec.phases):
             t0 = time.perf_counter()
             child = tracker.start_run(f"p{i + 1}-{phase.name}", parent_id=parent,
                                       tags={**tags, "phase": phase.name, "phase_index": str(i + 1)})
+            mix = spec.mix(i, counts)
             tracker.log_params(child, {**flatten(phase.model_dump(mode="json"), "phase."),
-                                       "phase.replay_sources": ",".join(spec.replay_sources(i)),
-                                       "phase.expected_rows": expected_rows(
-                                           train_dir(resolve_path(cfg.data.root)),
-                                           PhaseData(list(phase.data), spec.replay_sources(i), phase.replay))})
+                                       **{f"mix.{tag}": round(p, 4) for tag, p in mix.items()},
+                                       "phase.expected_rows": expected_rows(counts, mix)})
             loop_cfg = phase_loop_config(cfg, i, checkpoint, tracker.uri, parent, child, offset)
             try:
-                result = fit_phase(cfg, i, loop_cfg, run_name, image_size)
+                result = fit_phase(cfg, i, mix, loop_cfg, run_name, image_size)
             except Exception:
                 tracker.end(child, "FAILED")
                 raise

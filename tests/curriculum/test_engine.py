@@ -1,0 +1,81 @@
+"""Curriculum engine: orderings keep budgets, pacing functions and phase mixes, LR schedules."""
+from __future__ import annotations
+
+import pytest
+
+from radisim.curriculum.orderings import arrange, ordering_names
+from radisim.curriculum.pacing import exponential, linear, pacing_names, phase_mix, root
+from radisim.curriculum.phases import PHASES
+from radisim.curriculum.spec import CurriculumSpec, load_spec
+from radisim.platform.train.schedule import lr_factor
+
+COUNTS = {p: 1000 for p in PHASES}
+ORDER = [[p] for p in PHASES]
+
+
+def test_orderings_keep_every_positions_budget():
+    spec = load_spec("radisim_cl")
+    for name in ("curriculum", "anti_curriculum", "random_order", "shuffled"):
+        phases = arrange(name, spec.phases, seed=3)
+        assert [(p.steps, p.lr, p.warmup_steps, p.replay if name != "shuffled" else 0.0) for p in phases] == \
+               [(p.steps, p.lr, p.warmup_steps, p.replay if name != "shuffled" else 0.0) for p in spec.phases]
+    assert [p.name for p in arrange("anti_curriculum", spec.phases, 0)] == list(PHASES)[::-1]
+    shuffled = arrange("shuffled", spec.phases, 0)
+    assert all(sorted(p.data) == sorted(PHASES) for p in shuffled)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_order_is_a_seeded_proper_permutation(seed):
+    spec = load_spec("radisim_cl")
+    names = [p.name for p in arrange("random_order", spec.phases, seed)]
+    assert sorted(names) == sorted(PHASES)
+    assert names not in (list(PHASES), list(PHASES)[::-1])
+    assert names == [p.name for p in arrange("random_order", spec.phases, seed)]
+
+
+@pytest.mark.parametrize("fn", [linear, root, exponential])
+def test_pacing_functions_monotone_from_start_to_one(fn):
+    values = [fn(t / 10, 0.2, 2.0) for t in range(11)]
+    assert values[0] == pytest.approx(0.2)
+    assert values[-1] == pytest.approx(1.0)
+    assert all(a <= b + 1e-12 for a, b in zip(values, values[1:]))
+    assert {"step", "cumulative", "linear", "root", "exponential"} <= set(pacing_names())
+
+
+def test_root_is_faster_than_linear_is_faster_than_exponential():
+    t = 0.3
+    assert root(t, 0.2, 2.0) > linear(t, 0.2, 2.0) > exponential(t, 0.2, 2.0)
+
+
+def test_step_mix_gives_the_replay_share():
+    mix = phase_mix(ORDER, 2, COUNTS, "step", 0.2, 2.0, replay=0.2)
+    assert mix["localization"] == 1.0 and set(mix) == {"modality", "anatomy", "localization"}
+    replay_rows = sum(mix[t] * COUNTS[t] for t in ("modality", "anatomy"))
+    assert replay_rows / (replay_rows + 1000) == pytest.approx(0.2)
+    assert phase_mix(ORDER, 0, COUNTS, "step", 0.2, 2.0, replay=0.0) == {"modality": 1.0}
+
+
+def test_cumulative_and_paced_mixes():
+    assert phase_mix(ORDER, 3, COUNTS, "cumulative", 0.2, 2.0, 0.0) == {p: 1.0 for p in PHASES[:4]}
+    mix = phase_mix(ORDER, 1, COUNTS, "linear", 0.2, 2.0, 0.0)
+    # g(0.4) = 0.52 of 5,000 rows: own 1,000 + all earlier 1,000 + 600 of the 3,000 later rows
+    assert sum(mix[t] * COUNTS[t] for t in mix) == pytest.approx(0.52 * 5000)
+    assert mix["modality"] == 1.0 and mix["grading"] == pytest.approx(0.2)
+    assert all(v == 1.0 for v in phase_mix(ORDER, 4, COUNTS, "root", 0.2, 2.0, 0.0).values())
+
+
+def test_spec_validation_errors():
+    with pytest.raises(ValueError, match="unknown ordering"):
+        CurriculumSpec.model_validate({"name": "x", "ordering": "backwards", "phases": [{"name": "modality", "steps": 1}]})
+    with pytest.raises(ValueError, match="unknown pacing"):
+        CurriculumSpec.model_validate({"name": "x", "pacing": {"name": "zigzag"}, "phases": [{"name": "modality", "steps": 1}]})
+    with pytest.raises(ValueError, match="freezing both"):
+        CurriculumSpec.model_validate({"name": "x", "phases": [{"name": "modality", "steps": 1, "freeze": ["visual", "text"]}]})
+
+
+def test_lr_schedules():
+    assert lr_factor(0, 100, 10, "cosine", 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(55, 100, 10, "linear", 0.0) == pytest.approx(0.5)
+    assert lr_factor(70, 100, 0, "constant", 0.0) == 1.0
