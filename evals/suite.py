@@ -149,3 +149,20 @@ def run_suite(
     timings["score_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     return SuiteResult(model_ref, bundle.fingerprint, flat, results, timings, cache_hits)
+
+
+def evaluator(cfg):
+    """The per-phase evaluation of a training job (`radisim.platform.config.JobConfig`): the suite on
+    the held-out split of `cfg.data.root`, image embeddings cached per checkpoint in `cfg.eval.cache_dir`.
+    Returns `evaluate(checkpoint_dir, label) -> flat metrics`, as `run_curriculum` expects."""
+    from radisim.platform.config import resolve_path
+
+    subtask_ids = None if cfg.eval.subtasks == ["all"] else list(cfg.eval.subtasks)
+
+    def evaluate(checkpoint_dir: str, label: str) -> dict[str, float]:
+        ref = ModelRef(cfg.model.name, checkpoint=checkpoint_dir, siglip=cfg.curriculum.uses_siglip, label=label)
+        return run_suite(ref, subtasks=subtask_ids, data_root=resolve_path(cfg.data.root),
+                         cache_dir=resolve_path(cfg.eval.cache_dir), n_bootstrap=cfg.eval.n_bootstrap,
+                         seed=cfg.eval.seed).metrics
+
+    return evaluate

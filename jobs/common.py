@@ -32,8 +32,9 @@ def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
 def load_config(args: argparse.Namespace) -> JobConfig:
     """Validate everything before any Ray or MLflow resource is touched; exit 2 naming the bad field."""
     try:
-        return load_job_config(args.config, (SMOKE_SETS if args.smoke else []) + args.overrides,
-                               base=SMOKE_BASE if args.smoke else None)
+        cfg = load_job_config(args.config, (SMOKE_SETS if args.smoke else []) + args.overrides,
+                              base=SMOKE_BASE if args.smoke else None)
+        return cfg.resolved()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -5,6 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from radisim.evals.suite import evaluator
 from radisim.jobs.common import job_parser, load_config, quiet_logs
 from radisim.platform.config import JobConfig, resolve_path
 from radisim.platform.raysession import ray_session
@@ -19,26 +20,12 @@ def ensure_data(cfg: JobConfig) -> None:
     root = Path(resolve_path(cfg.data.root))
     if (root / "train").is_dir() or "://" in cfg.data.root:
         return
-    if cfg.data.root in DEFAULT_PHANTOM_ROOTS:
+    if resolve_path(cfg.data.root) in {resolve_path(r) for r in DEFAULT_PHANTOM_ROOTS}:
         from radisim.jobs.prepare_data import prepare_phantom
 
         prepare_phantom(cfg)
         return
     raise SystemExit(f"error: data.root {root} has no train/ manifests; run `radisim prepare-data` first")
-
-
-def make_evaluator(cfg: JobConfig):
-    """Zero-shot suite on the held-out split of data.root; image embeddings cached per checkpoint."""
-    from radisim.evals.suite import ModelRef, run_suite
-
-    def evaluate(checkpoint_dir: str, label: str) -> dict[str, float]:
-        ref = ModelRef(cfg.model.name, checkpoint=checkpoint_dir, label=label)
-        subtasks = None if cfg.eval.subtasks == ["all"] else cfg.eval.subtasks
-        return run_suite(ref, subtasks=subtasks, data_root=resolve_path(cfg.data.root),
-                         cache_dir=resolve_path(cfg.eval.cache_dir), n_bootstrap=cfg.eval.n_bootstrap,
-                         seed=cfg.eval.seed).metrics
-
-    return evaluate
 
 
 def print_stage_table(evaluations) -> None:
@@ -67,7 +54,7 @@ def run(cfg: JobConfig) -> CurriculumResult:
     spec = cfg.curriculum
     print(f"curriculum {spec.name!r} ({spec.ordering}): " + " -> ".join(f"{p.name}[{p.steps}]" for p in spec.phases))
     with ray_session(cfg.ray):
-        result = run_curriculum(cfg, evaluate=make_evaluator(cfg), on_evaluation=print_stage_table)
+        result = run_curriculum(cfg, evaluate=evaluator(cfg), on_evaluation=print_stage_table)
     if result.evaluations:
         log_reports(cfg, result)
     print(f"\nMLflow run {result.run_name} ({result.run_id}) in {result.tracking_uri}")

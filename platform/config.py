@@ -45,12 +45,45 @@ class PhantomConfig(Strict):
     size: int = Field(64, ge=32)
 
 
+class IngestConfig(Strict):
+    """Real data for `radisim prepare-data --source ...` (see radisim.platform.data.ingest)."""
+
+    #: CSV/Parquet manifests: the image column (a path relative to the manifest, a URI, or bytes) and
+    #: the caption column. open_clip's defaults are filepath/title.
+    image_column: str = "filepath"
+    caption_column: str = "title"
+    #: CSV separator; "auto" = tab for .tsv, comma otherwise.
+    csv_separator: str = "auto"
+    #: Your own tag columns: tag name (phase, modality, anatomy, view, finding, subtype, grade,
+    #: patient, study) -> column. Columns named exactly like a tag are used without being listed.
+    tag_columns: dict[str, str] = {}
+    #: Share of patients/studies held out in DIR/eval (split by salted patient/study key, no leakage).
+    eval_fraction: float = Field(0.1, ge=0, lt=1)
+    #: Salt of the patient/study keys; None = $RADISIM_PHI_SALT, else a random salt kept in DIR/.phi_salt.
+    salt: Optional[str] = None
+    ct_window: str = "soft_tissue"
+    #: NIfTI volumes: views cut and slices per view (central slices, evenly spaced).
+    nifti_views: list[Literal["axial", "sagittal", "coronal"]] = ["axial", "sagittal", "coronal"]
+    nifti_slices_per_view: int = Field(3, ge=1)
+    #: Multi-frame DICOM: the middle frame or every frame.
+    dicom_frames: Literal["middle", "all"] = "middle"
+    #: Images are stored with their longest side at most this (aspect kept); smaller than min_side is rejected.
+    max_side: int = Field(512, ge=16)
+    min_side: int = Field(8, ge=1)
+    max_caption_chars: int = Field(1000, ge=10)
+    #: Work units: folder files / manifest rows per staged chunk (the unit of resume).
+    files_per_chunk: int = Field(256, ge=1)
+    rows_per_chunk: int = Field(2048, ge=1)
+    #: CPUs each Ray chunk task asks for.
+    task_cpus: float = Field(0.5, gt=0)
+
+
 class DataConfig(Strict):
     #: Directory with train/ and eval/ Parquet manifests (as written by prepare-data).
     root: str = "radisim_work/data/phantom"
     phantom: PhantomConfig = PhantomConfig()
-    #: Ray Data preprocessing actors (decode, resize, tokenize) and the CPUs each asks for.
-    preprocess_actors: int = Field(1, ge=1)
+    ingest: IngestConfig = IngestConfig()
+    #: CPUs each Ray Data preprocessing task (decode, resize, tokenize) asks for.
     preprocess_cpus: float = Field(0.5, gt=0)
     #: Rows held in each Train worker's local shuffle buffer.
     shuffle_buffer: int = Field(1024, ge=0)
@@ -108,6 +141,50 @@ class TrackingConfig(Strict):
     run_name: Optional[str] = None
 
 
+class AblateConfig(Strict):
+    """A Ray Tune sweep over curricula (`radisim ablate`). Every arm gets the same step/sample budget."""
+
+    #: Stable sweep name: its Tune state lives in <train.storage_path>/<name>, so --resume finds it.
+    name: str = "ablation"
+    search: Literal["grid", "optuna"] = "grid"
+    orderings: list[str] = ["curriculum", "anti_curriculum", "random_order", "shuffled"]
+    pacings: list[str] = ["step"]
+    seeds: list[int] = [0, 1, 2]
+    #: Optuna: trials, and the ranges of its continuous knobs.
+    num_samples: int = Field(16, ge=1)
+    lr_scale: tuple[float, float] = (0.3, 3.0)
+    replay: tuple[float, float] = (0.0, 0.5)
+    #: Optuna also searches each phase's share of the (fixed) total step budget.
+    search_phase_fractions: bool = True
+    #: ASHA early stopping on the mean stage score reported after every phase.
+    asha: bool = True
+    grace_period: int = Field(2, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+    #: None: derived from the cluster's free CPUs/GPUs and one trial's needs.
+    max_concurrent_trials: Optional[int] = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> "AblateConfig":
+        from radisim.curriculum.orderings import ordering_names
+        from radisim.curriculum.pacing import pacing_names
+
+        bad = [o for o in self.orderings if o not in ordering_names()]
+        if bad:
+            raise ValueError(f"orderings: unknown {bad}; registered: {ordering_names()}")
+        bad = [p for p in self.pacings if p not in pacing_names()]
+        if bad:
+            raise ValueError(f"pacings: unknown {bad}; registered: {pacing_names()}")
+        if not self.seeds:
+            raise ValueError("seeds: at least one seed")
+        for name in ("lr_scale", "replay"):
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ValueError(f"{name}: low {lo} > high {hi}")
+        if self.replay[1] >= 1:
+            raise ValueError("replay: the share must stay below 1")
+        return self
+
+
 class JobConfig(Strict):
     ray: RayConfig = RayConfig()
     data: DataConfig = DataConfig()
@@ -116,6 +193,19 @@ class JobConfig(Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     tracking: TrackingConfig = TrackingConfig()
+    ablate: AblateConfig = AblateConfig()
+
+    def resolved(self) -> "JobConfig":
+        """Relative paths and the default tracking URI made absolute against the working directory
+        now, so that processes started elsewhere (Tune trials, Ray workers) use the same places."""
+        from radisim.platform.tracking import tracking_uri
+
+        return self.model_copy(update={
+            "data": self.data.model_copy(update={"root": resolve_path(self.data.root)}),
+            "train": self.train.model_copy(update={"storage_path": resolve_path(self.train.storage_path)}),
+            "eval": self.eval.model_copy(update={"cache_dir": resolve_path(self.eval.cache_dir)}),
+            "tracking": self.tracking.model_copy(update={"tracking_uri": tracking_uri(self.tracking.tracking_uri)}),
+        })
 
     @model_validator(mode="after")
     def _gpu_needs_workers(self) -> "JobConfig":

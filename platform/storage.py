@@ -33,3 +33,37 @@ def exists(dest: str) -> bool:
 
     fs, path = filesystem(dest)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_json(dest: str):
+    """The JSON document at `dest` (path or URI), or None if there is none."""
+    import json
+
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(dest)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
+
+
+def write_json(dest: str, obj) -> None:
+    """Write atomically where the filesystem allows (local: temp file + rename)."""
+    import json
+
+    fs, path = filesystem(dest)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    data = json.dumps(obj, indent=2, sort_keys=True).encode()
+    tmp = f"{path}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, path)
+
+
+def checkpoint_at(storage_path: str, path: str):
+    """A `ray.train.Checkpoint` for a path inside the storage filesystem of `storage_path`."""
+    import ray.train
+
+    fs, _ = filesystem(storage_path)
+    return ray.train.Checkpoint(path=path, filesystem=fs)

@@ -3,6 +3,8 @@ starting from the previous phase's checkpoint, evaluation after each phase, an M
 (parent run for the curriculum, one child run per phase)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -29,6 +31,7 @@ class PhaseOutcome:
     train_metrics: dict[str, Any]
     eval_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    label: str = ""
 
 
 @dataclass
@@ -123,6 +126,47 @@ def fit_phase(cfg: JobConfig, index: int, mix: dict[str, float], loop_config: di
     return trainer.fit()
 
 
+STATE_FILE = "radisim_run.json"
+
+
+def config_hash(cfg: JobConfig) -> str:
+    """Identifies what a run trains: the whole resolved config except the run's name."""
+    tree = cfg.model_dump(mode="json")
+    tree["tracking"].pop("run_name", None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def default_run_name(cfg: JobConfig) -> str:
+    """Deterministic, so re-running the same command resumes (or shows) the same run."""
+    return f"{cfg.curriculum.name}-{config_hash(cfg)}"
+
+
+@dataclass
+class RunState:
+    """What a curriculum run has finished, kept next to its checkpoints (<storage>/<run>/radisim_run.json)
+    so that re-running the same command resumes at the phase (and Ray Train at the step) it stopped."""
+
+    path: str
+    config_hash: str
+    parent_run_id: Optional[str] = None
+    init_checkpoint: Optional[str] = None
+    untrained: Optional[dict[str, float]] = None
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finished: bool = False
+
+    @classmethod
+    def load_or_new(cls, path: str, digest: str) -> "RunState":
+        data = storage.read_json(path)
+        if data is None:
+            return cls(path, digest)
+        if data["config_hash"] != digest:
+            raise ValueError(f"{path} belongs to a run with another configuration; choose a new tracking.run_name")
+        return cls(path=path, **{k: v for k, v in data.items() if k != "path"})
+
+    def save(self) -> None:
+        storage.write_json(self.path, {k: v for k, v in self.__dict__.items() if k != "path"})
+
+
 def run_curriculum(
     cfg: JobConfig,
     evaluate: Optional[Evaluator] = None,
@@ -130,64 +174,121 @@ def run_curriculum(
     extra_tags: Optional[dict[str, str]] = None,
     parent_run_id: Optional[str] = None,
 ) -> CurriculumResult:
-    """Train every phase of `cfg.curriculum` in order; evaluate after each if `evaluate` is given."""
+    """Train every phase of `cfg.curriculum` in order; evaluate after each if `evaluate` is given.
+
+    Idempotent: a run is named by `tracking.run_name` (default: derived from the config); running it
+    again skips finished phases, resumes an interrupted one from its latest checkpoint, and keeps
+    logging into the same MLflow run tree."""
     cfg = cfg.model_copy(update={"curriculum": cfg.curriculum.effective()})  # apply the ordering once
     spec = cfg.curriculum
     tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
-    run_name = cfg.tracking.run_name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tags = {"curriculum": spec.name, "ordering": spec.ordering, "seed": str(cfg.train.seed),
-            "model": cfg.model.name, **(extra_tags or {})}
-    parent = tracker.start_run(run_name, parent_id=parent_run_id, tags=tags)
+    run_name = cfg.tracking.run_name or default_run_name(cfg)
+    store = resolve_path(cfg.train.storage_path)
+    base = storage.join(store, run_name)
+    state = RunState.load_or_new(storage.join(base, STATE_FILE), config_hash(cfg))
+    tags = {"curriculum": spec.name, "ordering": spec.ordering, "pacing": spec.pacing.name, "seed": str(cfg.train.seed),
+            "model": cfg.model.name, "radisim.run_name": run_name, **(extra_tags or {})}
     costs = budget(cfg)
-    try:
+    if state.parent_run_id:
+        parent = state.parent_run_id
+        tracker.client.update_run(parent, "RUNNING")
+        done = sum(1 for p in state.phases.values() if p.get("evaluated") or p.get("trained"))
+        print(f"resuming run {run_name}: {done}/{len(spec.phases)} phases already done" +
+              (" (the run is complete; nothing is retrained)" if state.finished else ""), flush=True)
+    else:
+        parent = tracker.start_run(run_name, parent_id=parent_run_id, tags=tags)
         tracker.log_params(parent, {**flatten(cfg.model_dump(mode="json")), **costs})
         tracker.log_metrics(parent, costs)
-        base = storage.join(resolve_path(cfg.train.storage_path), run_name)
-        checkpoint, image_size = save_init_checkpoint(cfg, storage.join(base, "init"))
-        evaluations: list[tuple[str, dict[str, float]]] = []
+        state.parent_run_id = parent
+        state.save()
+    evaluations: list[tuple[str, dict[str, float]]] = []
 
-        def _evaluate(ckpt, label: str, run_ids: list[str], step: int) -> dict[str, float]:
-            if evaluate is None:
-                return {}
-            with ckpt.as_directory() as local:
-                metrics = evaluate(local, label)
-            for rid in run_ids:
-                tracker.log_metrics(rid, metrics, step=step)
+    def _evaluate(ckpt, label: str, run_ids: list[str], step: int) -> dict[str, float]:
+        with ckpt.as_directory() as local:
+            metrics = evaluate(local, label)
+        for rid in run_ids:
+            tracker.log_metrics(rid, metrics, step=step)
+        return metrics
+
+    def _record(label: str, metrics: Optional[dict[str, float]]) -> None:
+        if metrics:
             evaluations.append((label, metrics))
             if on_evaluation:
                 on_evaluation(evaluations)
-            return metrics
 
-        if cfg.eval.untrained_baseline:
-            _evaluate(checkpoint, "untrained", [parent], step=0)
-        outcomes: list[PhaseOutcome] = []
+    try:
+        if state.init_checkpoint:
+            checkpoint, image_size = storage.checkpoint_at(store, state.init_checkpoint), None
+        else:
+            checkpoint, image_size = save_init_checkpoint(cfg, storage.join(base, "init"))
+            state.init_checkpoint = checkpoint.path
+            state.save()
+        if evaluate and cfg.eval.untrained_baseline and state.untrained is None:
+            state.untrained = _evaluate(checkpoint, "untrained", [parent], step=0)
+            state.save()
+        _record("untrained", state.untrained)
         counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
+        outcomes: list[PhaseOutcome] = []
         offset = 0
         for i, phase in enumerate(spec.phases):
-            t0 = time.perf_counter()
-            child = tracker.start_run(f"p{i + 1}-{phase.name}", parent_id=parent,
-                                      tags={**tags, "phase": phase.name, "phase_index": str(i + 1)})
-            mix = spec.mix(i, counts)
-            tracker.log_params(child, {**flatten(phase.model_dump(mode="json"), "phase."),
-                                       **{f"mix.{tag}": round(p, 4) for tag, p in mix.items()},
-                                       "phase.expected_rows": expected_rows(counts, mix)})
-            loop_cfg = phase_loop_config(cfg, i, checkpoint, tracker.uri, parent, child, offset)
-            try:
-                result = fit_phase(cfg, i, mix, loop_cfg, run_name, image_size)
-            except Exception:
-                tracker.end(child, "FAILED")
-                raise
-            checkpoint = result.checkpoint
+            outcome = _run_phase(cfg, i, state, tracker, tags, parent, checkpoint, counts, offset, run_name, image_size)
+            checkpoint = outcome.checkpoint
             offset += phase.steps
-            outcome = PhaseOutcome(i + 1, phase.name, child, checkpoint, dict(result.metrics or {}))
-            if cfg.eval.after_each_phase or i == len(spec.phases) - 1:
-                outcome.eval_metrics = _evaluate(checkpoint, f"p{i + 1}-{phase.name}", [child, parent], step=i + 1)
-            outcome.seconds = time.perf_counter() - t0
-            tracker.log_metrics(child, {"time/phase_seconds": outcome.seconds})
-            tracker.end(child)
+            rec = state.phases[str(i)]
+            wants_eval = evaluate and (cfg.eval.after_each_phase or i == len(spec.phases) - 1)
+            if wants_eval and not rec.get("evaluated"):
+                rec["eval"] = _evaluate(checkpoint, outcome.label, [outcome.run_id, parent], step=i + 1)
+                rec["evaluated"] = True
+                state.save()
+            outcome.eval_metrics = rec.get("eval") or {}
+            _record(outcome.label, outcome.eval_metrics)
+            tracker.end(outcome.run_id)
             outcomes.append(outcome)
+        state.finished = True
+        state.save()
         tracker.end(parent)
     except BaseException:
         tracker.end(parent, "FAILED")
         raise
     return CurriculumResult(parent, run_name, tracker.uri, outcomes, evaluations, costs)
+
+
+def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: dict, parent: str, checkpoint,
+               counts: dict[str, int], offset: int, run_name: str, image_size: Optional[int]) -> PhaseOutcome:
+    """Fit phase `i` unless the run state says it is trained; returns its outcome either way."""
+    spec, store = cfg.curriculum, resolve_path(cfg.train.storage_path)
+    phase = spec.phases[i]
+    label = f"p{i + 1}-{phase.name}"
+    rec = state.phases.setdefault(str(i), {})
+    if rec.get("trained"):
+        return PhaseOutcome(i + 1, phase.name, rec["child_run_id"], storage.checkpoint_at(store, rec["checkpoint"]),
+                            rec.get("train_metrics", {}), label=label)
+    mix = spec.mix(i, counts)
+    if rec.get("child_run_id"):
+        child = rec["child_run_id"]
+        tracker.client.update_run(child, "RUNNING")
+    else:
+        child = tracker.start_run(label, parent_id=parent, tags={**tags, "phase": phase.name, "phase_index": str(i + 1)})
+        tracker.log_params(child, {**flatten(phase.model_dump(mode="json"), "phase."),
+                                   **{f"mix.{tag}": round(p, 4) for tag, p in mix.items()},
+                                   "phase.expected_rows": expected_rows(counts, mix)})
+        rec["child_run_id"] = child
+        state.save()
+    if image_size is None:  # resumed: the init checkpoint was not built in this process
+        from radisim.platform.models import load_clip
+
+        with checkpoint.as_directory() as local:
+            image_size = load_clip(cfg.model.name, checkpoint=local, siglip=spec.uses_siglip).image_size
+    t0 = time.perf_counter()
+    loop_cfg = phase_loop_config(cfg, i, checkpoint, tracker.uri, parent, child, offset)
+    try:
+        result = fit_phase(cfg, i, mix, loop_cfg, run_name, image_size)
+    except Exception:
+        tracker.end(child, "FAILED")
+        raise
+    seconds = time.perf_counter() - t0
+    tracker.log_metrics(child, {"time/phase_seconds": seconds})
+    metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    rec.update(trained=True, checkpoint=result.checkpoint.path, train_metrics=metrics)
+    state.save()
+    return PhaseOutcome(i + 1, phase.name, child, result.checkpoint, metrics, seconds=seconds, label=label)
