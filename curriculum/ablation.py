@@ -94,7 +94,7 @@ def curriculum_trial(config: dict[str, Any], job: dict, sweep_name: str, sweep_r
     import ray.tune
 
     from radisim.evals.suite import evaluator
-    from radisim.platform.train.runner import run_curriculum
+    from radisim.platform.train.runner import phase_number, run_curriculum
 
     base = JobConfig.model_validate(job)
     trial_id = ray.tune.get_context().get_trial_id()
@@ -106,7 +106,7 @@ def curriculum_trial(config: dict[str, Any], job: dict, sweep_name: str, sweep_r
         scores = stage_report(metrics)
         print(f"[trial {trial_id} {cfg.curriculum.ordering} seed {cfg.train.seed}] after {label}: "
               + " ".join(f"s{s}={scores[f'stage{s}/score']:.3f}" for s in STAGES), flush=True)
-        ray.tune.report({**scores, "phase": len(evaluations)})
+        ray.tune.report({**scores, "phase": phase_number(label)})
 
     tags = {"sweep": sweep_name, "trial_id": trial_id,
             "arm": arm_label(cfg.curriculum.ordering, cfg.curriculum.pacing.name, multi_pacing)}

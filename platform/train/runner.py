@@ -129,6 +129,17 @@ def fit_phase(cfg: JobConfig, index: int, mix: dict[str, float], loop_config: di
 STATE_FILE = "radisim_run.json"
 
 
+def phase_label(index: int, name: str) -> str:
+    """How a phase's evaluation and MLflow child run are named: p<1-based index>-<name>."""
+    return f"p{index + 1}-{name}"
+
+
+def phase_number(label: str) -> int:
+    """Inverse of `phase_label` (0 for the untrained model)."""
+    head = label.split("-", 1)[0]
+    return int(head[1:]) if head.startswith("p") and head[1:].isdigit() else 0
+
+
 def config_hash(cfg: JobConfig) -> str:
     """Identifies what a run trains: the whole resolved config except the run's name."""
     tree = cfg.model_dump(mode="json")
@@ -258,7 +269,7 @@ def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: 
     """Fit phase `i` unless the run state says it is trained; returns its outcome either way."""
     spec, store = cfg.curriculum, resolve_path(cfg.train.storage_path)
     phase = spec.phases[i]
-    label = f"p{i + 1}-{phase.name}"
+    label = phase_label(i, phase.name)
     rec = state.phases.setdefault(str(i), {})
     if rec.get("trained"):
         return PhaseOutcome(i + 1, phase.name, rec["child_run_id"], storage.checkpoint_at(store, rec["checkpoint"]),

@@ -1,0 +1,72 @@
+"""`radisim ablate` end to end: a real Tune sweep of real curricula, killed mid-sweep and resumed."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ARMS = {"curriculum", "anti_curriculum", "random_order", "shuffled"}
+
+
+def _trial_runs(client, exp_id):
+    runs = client.search_runs([exp_id], max_results=1000)
+    return [r for r in runs if "trial_id" in r.data.tags and "phase" not in r.data.tags]
+
+
+@pytest.mark.slow
+def test_sweep_killed_then_resumed_runs_each_trial_once(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "radisim.jobs.ablate", "--smoke", "--set", "ablate.seeds=[0]",
+           "--set", "tracking.experiment=ablate-test"]
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    client = MlflowClient(uri)
+    finished_before = {}
+    deadline = time.time() + 900
+    while time.time() < deadline and first.poll() is None:
+        time.sleep(5)
+        exp = client.get_experiment_by_name("ablate-test")
+        if exp is None:
+            continue
+        finished_before = {r.data.tags["trial_id"]: r for r in _trial_runs(client, exp.experiment_id)
+                           if r.info.status == "FINISHED"}
+        if finished_before:
+            break
+    assert finished_before, (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(first.pid, signal.SIGKILL)  # the sweep driver dies mid-sweep, like a lost head node
+    first.wait()
+    time.sleep(5)
+
+    resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    exp = client.get_experiment_by_name("ablate-test")
+    trials = _trial_runs(client, exp.experiment_id)
+    finished = [r for r in trials if r.info.status == "FINISHED"]
+    assert {r.data.tags["ordering"] for r in finished} == ARMS
+    by_trial: dict[str, list] = {}
+    for r in finished:
+        by_trial.setdefault(r.data.tags["trial_id"], []).append(r)
+    assert len(by_trial) == 4 and all(len(v) == 1 for v in by_trial.values()), "a trial has two finished runs"
+    for trial_id, before in finished_before.items():  # finished trials were not run again
+        after = by_trial[trial_id][0]
+        assert after.info.run_id == before.info.run_id and after.info.end_time == before.info.end_time
+    budgets = {(r.data.metrics["budget/optimizer_steps"], r.data.metrics["budget/samples"]) for r in finished}
+    assert len(budgets) == 1
+    for r in finished:
+        assert all(math.isfinite(r.data.metrics[f"stage{s}/score"]) for s in range(1, 6))
+        phases = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{r.info.run_id}'")
+        assert len(phases) == 5 and all(p.info.status == "FINISHED" for p in phases)
+    sweep = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("kind") == "sweep"]
+    assert len(sweep) == 1 and sweep[0].info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(sweep[0].info.run_id, "ablation")}
+    assert {"ablation/trials.csv", "ablation/arm_summary.csv", "ablation/arm_stage_scores.png",
+            "ablation/verdict.txt"} <= artifacts
+    assert "resuming sweep" in resumed.stdout and "per-stage score" in resumed.stdout
