@@ -9,6 +9,8 @@ JOBS = {
     "prepare-data": "prepare_data",
     "train": "train",
     "demo": "demo",
+    "evaluate": "evaluate",
+    "ablate": "ablate",
 }
 
 

@@ -13,7 +13,8 @@ from .base import (
     load_examples,
     register_adapter,
 )
-from . import folder, phantom  # noqa: F401  (register the bundled adapters)
+# register the bundled adapters: phantom, folders/CSVs, and each public dataset in its published layout
+from . import brain_mri, chest_dr, ct_diagnosis, folder, labelled, mrnet, phantom, segmentation  # noqa: F401
 
 __all__ = [
     "DatasetNotFoundError",

@@ -36,8 +36,9 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset root, or a file inside it, is not where the adapter expects it."""
 
     @classmethod
-    def expected(cls, dataset: str, root: Path, what: str, hint: str = "") -> "DatasetNotFoundError":
-        msg = f"dataset {dataset!r}: expected {what} under {Path(root).resolve()}, found nothing"
+    def expected(cls, dataset: str, root: Path, what: str, hint: str = "",
+                 found: str = "nothing") -> "DatasetNotFoundError":
+        msg = f"dataset {dataset!r}: expected {what} under {Path(root).resolve()}, found {found}"
         return cls(msg + (f". {hint}" if hint else ""))
 
 

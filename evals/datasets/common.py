@@ -1,0 +1,269 @@
+"""Helpers shared by the real-dataset adapters: checking a layout, encoding images, and turning
+segmented volumes / slice series into labelled 2-D slices.
+
+Readers come from `radisim.platform.data.imaging` (CT windowing, MR percentiles, MONOCHROME1,
+`nifti_slices`), so an evaluation slice looks like an ingested training slice of the same scan.
+
+Segmentation datasets (CHAOS, AMOS, TotalSegmentator, CT-ORG) all become a `SliceSet`: one image pool
+of 2-D slices, each with its view and, per organ visible in it, the quadrant of the organ's mask
+centroid. From it
+  - stage 2 multi-label: class present iff one of its organs covers >= `min_organ_fraction` of the slice
+    (default 0.2% of the pixels; the organ names are the prompt vocabulary of prompts/organs.yaml, and
+    "kidneys"/"lungs" also count the left/right organ);
+  - stage 2 view: the slice's view (axial / sagittal / coronal);
+  - stage 3 localization: one example per (slice, visible organ): query = organ, class =
+    `curriculum.phases.region_of(centroid)` in the displayed slice (radiological convention, see
+    `imaging.nifti_slices`).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from radisim.curriculum.phases import REGIONS, region_of
+from radisim.platform.data import imaging
+
+from ..tasks import Subtask
+from .base import DatasetNotFoundError, Examples, ImagePool
+
+#: Images are stored with their longest side at most this (CLIP resizes to <= 448 anyway).
+DEFAULT_MAX_SIDE = 512
+#: An organ is "in" a slice when its mask covers at least this share of the slice's pixels.
+DEFAULT_MIN_ORGAN_FRACTION = 0.002
+#: Multi-label classes that also count their left/right parts.
+CLASS_MEMBERS: dict[str, frozenset[str]] = {
+    "kidneys": frozenset({"kidneys", "left kidney", "right kidney"}),
+    "lungs": frozenset({"lungs", "left lung", "right lung"}),
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+# ------------------------------------------------------------------------------------------ layout checks
+
+
+def require_dir(dataset: str, root: Path, relative: str | Path = "", what: str = "", hint: str = "") -> Path:
+    path = Path(root) / relative
+    if not path.is_dir():
+        raise DatasetNotFoundError.expected(dataset, root, what or f"the folder {relative}/", hint)
+    return path
+
+
+def require_file(dataset: str, root: Path, relative: str | Path, what: str = "", hint: str = "") -> Path:
+    path = Path(root) / relative
+    if not path.is_file():
+        raise DatasetNotFoundError.expected(dataset, root, what or f"the file {relative}", hint)
+    return path
+
+
+def read_csv(dataset: str, root: Path, path: Path, columns: Sequence[str] = (), delimiter: str | None = None,
+             header: bool = True) -> list[dict[str, str]] | list[list[str]]:
+    """Rows of a CSV as dicts (header) or lists; a missing required column is a malformed dataset."""
+    text = path.read_text(encoding="utf-8-sig")
+    if delimiter is None:
+        first = text.splitlines()[0] if text else ""
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+    if not header:
+        return [row for row in csv.reader(text.splitlines(), delimiter=delimiter) if row]
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    have = [c.strip() for c in (reader.fieldnames or [])]
+    if missing := [c for c in columns if c not in have]:
+        raise DatasetNotFoundError.expected(dataset, root, f"columns {missing} in {path.name}",
+                                            found=f"columns {have}")
+    return rows
+
+
+def stamp(paths: Iterable[Path]) -> tuple:
+    """(path, mtime, size) of each file: a cache key that changes when a file does."""
+    out = []
+    for p in paths:
+        st = Path(p).stat()
+        out.append((str(p), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def pick_evenly(n: int, k: int | None) -> list[int]:
+    """k indices spread evenly over range(n) (all of them if k is None or >= n): deterministic subsets."""
+    if k is None or k >= n:
+        return list(range(n))
+    if k <= 0:
+        return []
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def fit_side(image: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE,
+             spacing: tuple[float, float] | None = None) -> np.ndarray:
+    """uint8 2-D -> at most `max_side` on its longest side; with `spacing` (row, col in mm) the pixels
+    are made square first, so a coronal slice of 5 mm axial sections is not squashed."""
+    from PIL import Image
+
+    h, w = image.shape
+    th, tw = float(h), float(w)
+    if spacing is not None and spacing[0] > 0 and spacing[1] > 0 and not np.isclose(spacing[0], spacing[1]):
+        th *= spacing[0] / min(spacing)
+        tw *= spacing[1] / min(spacing)
+    if max_side and max(th, tw) > max_side:
+        scale = max_side / max(th, tw)
+        th, tw = th * scale, tw * scale
+    size = (max(1, int(round(tw))), max(1, int(round(th))))
+    if size == (w, h):
+        return image
+    return np.asarray(Image.fromarray(image, mode="L").resize(size, Image.BILINEAR), dtype=np.uint8)
+
+
+def png(image: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE,
+        spacing: tuple[float, float] | None = None) -> bytes:
+    return imaging.encode_png(fit_side(imaging.to_uint8(image), max_side, spacing))
+
+
+def image_file_bytes(path: Path, max_side: int | None = DEFAULT_MAX_SIDE, window: str = imaging.DEFAULT_CT_WINDOW) -> bytes:
+    """Any supported file -> encoded image bytes. PNG/JPEG pass through unchanged (the pool fingerprint
+    then hashes the published file); DICOM -> `imaging.read_dicom`; NIfTI -> its central axial slice."""
+    suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
+    if suffix in (".dcm", ".dicom", ""):
+        image, _ = imaging.read_dicom(path, window=window)
+        return png(image, max_side)
+    if suffix in (".nii", ".nii.gz"):
+        volume, affine = imaging.read_nifti(path)
+        modality = imaging.guess_volume_modality(volume)
+        (sl,) = imaging.nifti_slices(volume, affine, "axial")
+        return png(imaging.normalise(sl, modality, window), max_side)
+    if suffix in (".tif", ".tiff", ".bmp"):
+        return png(imaging.decode_image(path.read_bytes()), max_side)
+    return path.read_bytes()
+
+
+# ------------------------------------------------------------------------------------ segmented slices
+
+
+@dataclass
+class SliceSet:
+    """2-D slices of one dataset: a shared pool plus, per row, its view, case and visible organs."""
+
+    pool: ImagePool
+    views: list[str]
+    cases: list[str]
+    organs: list[dict[str, str]]  # per row: organ -> region of its centroid (only organs in the slice)
+    modalities: list[str] = field(default_factory=list)
+
+
+class SliceSetBuilder:
+    def __init__(self, name: str, max_side: int | None = DEFAULT_MAX_SIDE,
+                 min_organ_fraction: float = DEFAULT_MIN_ORGAN_FRACTION):
+        self.name, self.max_side, self.min_fraction = name, max_side, float(min_organ_fraction)
+        self.ids: list[str] = []
+        self.images: list[bytes] = []
+        self.views: list[str] = []
+        self.cases: list[str] = []
+        self.organs: list[dict[str, str]] = []
+        self.modalities: list[str] = []
+
+    def add(self, image_id: str, image: np.ndarray, view: str, case: str, masks: Mapping[str, np.ndarray],
+            modality: str, spacing: tuple[float, float] | None = None) -> None:
+        """`image` uint8 2-D; `masks` organ -> bool 2-D in the same orientation (any resolution)."""
+        present = {}
+        for organ, mask in masks.items():
+            mask = np.asarray(mask, dtype=bool)
+            if mask.sum() >= max(1.0, self.min_fraction * mask.size):
+                rows, cols = np.nonzero(mask)
+                present[organ] = region_of(float(rows.mean()) + 0.5, float(cols.mean()) + 0.5, *mask.shape)
+        self.ids.append(image_id)
+        self.images.append(png(image, self.max_side, spacing))
+        self.views.append(view)
+        self.cases.append(case)
+        self.organs.append(present)
+        self.modalities.append(modality)
+
+    def build(self, root: Path, what: str) -> SliceSet:
+        if not self.ids:
+            raise DatasetNotFoundError.expected(self.name, root, what)
+        pool = ImagePool(f"{self.name}:{Path(root).resolve()}", tuple(self.ids), self.images)
+        return SliceSet(pool, self.views, self.cases, self.organs, self.modalities)
+
+
+def _members(cls: str) -> frozenset[str]:
+    return CLASS_MEMBERS.get(cls, frozenset({cls}))
+
+
+def slice_examples(dataset: str, root: Path, slices: SliceSet, subtask: Subtask,
+                   queries: Sequence[str] | None = None) -> Examples:
+    """A subtask's examples from a SliceSet (see the module docstring); `queries` limits the organs
+    asked about in localization (default: every organ visible in a slice)."""
+    meta = lambda rows: {"view": np.asarray([slices.views[r] for r in rows], dtype=object),  # noqa: E731
+                         "case": np.asarray([slices.cases[r] for r in rows], dtype=object)}
+    n = len(slices.pool)
+    if subtask.kind == "multi-label":
+        rows = list(range(n))
+        y = np.asarray([[int(bool(_members(c) & set(slices.organs[r]))) for c in subtask.classes] for r in rows])
+        return Examples(slices.pool, np.asarray(rows), y, subtask.classes, None, meta(rows))
+    if subtask.kind == "single-label" and set(subtask.classes) <= set(imaging.VIEWS):
+        rows = [r for r in range(n) if slices.views[r] in subtask.classes]
+        y = [subtask.classes.index(slices.views[r]) for r in rows]
+        if not rows:
+            raise DatasetNotFoundError.expected(dataset, root, f"slices in the views {subtask.classes}")
+        return Examples(slices.pool, np.asarray(rows), np.asarray(y), subtask.classes, None, meta(rows))
+    if subtask.kind == "localization":
+        rows, y, asked = [], [], []
+        allowed = None if queries is None else set(queries)
+        for r in range(n):
+            for organ, region in sorted(slices.organs[r].items()):
+                if allowed is None or organ in allowed:
+                    rows.append(r)
+                    y.append(REGIONS.index(region))
+                    asked.append(organ)
+        if not rows:
+            raise DatasetNotFoundError.expected(dataset, root, f"slices showing one of the organs {sorted(allowed or [])}",
+                                                found="no slice where an organ mask is large enough")
+        return Examples(slices.pool, np.asarray(rows), np.asarray(y), subtask.classes, np.asarray(asked), meta(rows))
+    raise ValueError(f"dataset {dataset!r} serves multi-label, view and localization subtasks, not {subtask.id} ({subtask.kind})")
+
+
+def spacing_of(affine: np.ndarray, view: str) -> tuple[float, float]:
+    """(row, col) pixel spacing in mm of a `nifti_slices` slice of a canonical volume."""
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+    rows_cols = {"axial": (1, 0), "coronal": (2, 0), "sagittal": (2, 1)}[view]
+    return float(zooms[rows_cols[0]]), float(zooms[rows_cols[1]])
+
+
+def add_volume(builder: SliceSetBuilder, case: str, image_path: Path, masks: Callable[[], dict[str, np.ndarray]],
+               modality: str, views: Sequence[str], slices_per_view: int, window: str | tuple = imaging.DEFAULT_CT_WINDOW) -> None:
+    """Slices of one NIfTI volume and its organ masks (canonical 3-D bool arrays, organ -> mask):
+    `slices_per_view` evenly spaced central slices in each view (`imaging.slice_indices`)."""
+    volume, affine = imaging.read_nifti(image_path)
+    organ_masks = masks()
+    for organ, mask in organ_masks.items():
+        if mask.shape != volume.shape:
+            raise ValueError(f"{case}: mask of {organ} has shape {mask.shape}, image {volume.shape}")
+    for view in views:
+        axis = {"sagittal": 0, "coronal": 1, "axial": 2}[view]
+        for index in imaging.slice_indices(volume.shape[axis], slices_per_view):
+            (sl,) = imaging.nifti_slices(volume, affine, view, indices=[index])
+            mask_slices = {o: imaging.nifti_slices(m, None, view, indices=[index])[0] for o, m in organ_masks.items()}
+            builder.add(f"{case}/{view}/{index}", imaging.to_uint8(imaging.normalise(sl, modality, window)), view, case,
+                        mask_slices, modality, spacing_of(affine, view))
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A label volume, canonical like `imaging.read_nifti`, as integers."""
+    volume, _ = imaging.read_nifti(path)
+    return np.rint(volume).astype(np.int32)
+
+
+def canonical_index(path: Path, file_axis: int, index: int) -> tuple[int, int]:
+    """Where slice `index` along axis `file_axis` of the file as stored lands after `read_nifti`'s
+    reorientation: (canonical axis, canonical index). Needs only the header."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    ornt = nib.io_orientation(img.affine)
+    axis, flip = int(ornt[file_axis, 0]), int(ornt[file_axis, 1])
+    length = img.shape[file_axis]
+    return axis, (length - 1 - index if flip < 0 else index)
+
