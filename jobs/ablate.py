@@ -16,7 +16,7 @@ from itertools import product
 from pathlib import Path
 
 from radisim.curriculum import ablation
-from radisim.jobs.common import job_parser, load_config, quiet_logs
+from radisim.jobs.common import job_parser, load_config, preflight, quiet_logs
 from radisim.jobs.train import ensure_data
 from radisim.platform import storage
 from radisim.platform import tune as tune_wiring
@@ -111,12 +111,13 @@ def report(cfg: JobConfig, tracker: Tracker, sweep_run: str, results, budget: di
 
 
 def run(cfg: JobConfig, resume: bool = False):
+    preflight(cfg)
     ensure_data(cfg)
     budget = ablation.check_equal_budgets(arm_configs(cfg))
     sweep_dir = storage.join(resolve_path(cfg.train.storage_path), cfg.ablate.name)
     state_path = Path(resolve_path(cfg.train.storage_path)) / f"{cfg.ablate.name}.{STATE_FILE}"
     tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
-    with ray_session(cfg.ray):
+    with ray_session(cfg.ray, deterministic=cfg.data.deterministic):
         import ray
         from ray import tune
 

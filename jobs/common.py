@@ -48,3 +48,14 @@ def quiet_logs() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+def preflight(cfg: JobConfig) -> None:
+    """Checks that need no cluster, run before any Ray resource starts: the tracker answers."""
+    from radisim.platform.tracking import TrackerUnavailable, check_reachable, tracking_uri
+
+    try:
+        check_reachable(tracking_uri(cfg.tracking.tracking_uri))
+    except TrackerUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

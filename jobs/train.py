@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from radisim.evals.suite import evaluator
-from radisim.jobs.common import job_parser, load_config, quiet_logs
+from radisim.jobs.common import job_parser, load_config, preflight, quiet_logs
 from radisim.platform.config import JobConfig, resolve_path
 from radisim.platform.raysession import ray_session
 from radisim.platform.tracking import Tracker, ui_command
@@ -50,10 +50,11 @@ def log_reports(cfg: JobConfig, result: CurriculumResult) -> None:
 
 
 def run(cfg: JobConfig) -> CurriculumResult:
+    preflight(cfg)
     ensure_data(cfg)
     spec = cfg.curriculum
     print(f"curriculum {spec.name!r} ({spec.ordering}): " + " -> ".join(f"{p.name}[{p.steps}]" for p in spec.phases))
-    with ray_session(cfg.ray):
+    with ray_session(cfg.ray, deterministic=cfg.data.deterministic):
         result = run_curriculum(cfg, evaluate=evaluator(cfg), on_evaluation=print_stage_table)
     if result.evaluations:
         log_reports(cfg, result)

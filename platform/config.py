@@ -87,6 +87,8 @@ class DataConfig(Strict):
     preprocess_cpus: float = Field(0.5, gt=0)
     #: Rows held in each Train worker's local shuffle buffer.
     shuffle_buffer: int = Field(1024, ge=0)
+    #: Keep Ray Data's output order fixed (same seed -> same batches -> same metrics on CPU).
+    deterministic: bool = True
 
 
 class ModelConfig(Strict):
@@ -122,6 +124,8 @@ class TrainConfig(Strict):
     storage_path: str = "radisim_work/ray_results"
     #: Threads per worker for CPU math; None = cpus_per_worker rounded up.
     torch_threads: Optional[int] = Field(None, ge=1)
+    #: Fault injection for testing the non-finite-loss guard: poison the loss at this step.
+    debug_nan_at_step: Optional[int] = Field(None, ge=1)
 
 
 class EvalConfig(Strict):

@@ -11,18 +11,20 @@ from .config import RayConfig
 log = logging.getLogger(__name__)
 
 
-def quiet_data_context() -> None:
-    """Ray Data's progress bars garble job logs and test output; the trainer reports progress itself."""
+def configure_data_context(deterministic: bool = True) -> None:
+    """Ray Data's progress bars garble job logs and test output (the trainer reports progress itself);
+    `deterministic` keeps the streaming executor's output order fixed, so a seed fixes the batches."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
+    ctx.execution_options.preserve_order = deterministic
 
 
 @contextmanager
-def ray_session(cfg: RayConfig) -> Iterator[None]:
+def ray_session(cfg: RayConfig, deterministic: bool = True) -> Iterator[None]:
     """ray.init for the job and ray.shutdown after it, unless the caller had already connected."""
     import ray
 
@@ -41,7 +43,7 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
                 log_to_driver=True,
             )
         started = True
-    quiet_data_context()
+    configure_data_context(deterministic)
     try:
         yield
     finally:

@@ -98,7 +98,13 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
-        RunLogger(self.uri, run_id).log(metrics, step)
+        """Synchronous (the driver's few calls; MLflow's HTTP client retries them with backoff)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, step) for k, v in finite_metrics(metrics).items()]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(run_id, metrics=items[i : i + 500])
 
     def log_artifact(self, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
@@ -107,39 +113,95 @@ class Tracker:
         self.client.set_terminated(run_id, status)
 
 
-class RunLogger:
-    """Buffered metric writer for one run: a failed write keeps its metrics and retries on the next
-    call, so a tracker that is briefly down loses nothing; `flush()` at the end retries with backoff."""
+class TrackerUnavailable(RuntimeError):
+    pass
 
-    def __init__(self, uri: str, run_id: str, retries: int = 5):
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, before any Ray resource starts, if an MLflow *server* does not answer. (MLflow's
+    client would otherwise retry each call for minutes.) Local stores need no check."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as resp:
+            if resp.status < 500:
+                return
+            problem = f"HTTP {resp.status}"
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):  # an auth-protected server is up; the client authenticates itself
+            return
+        problem = f"HTTP {err.code}"
+    except (urllib.error.URLError, OSError) as err:
+        problem = str(getattr(err, "reason", err))
+    raise TrackerUnavailable(f"MLflow tracking server {uri} is unreachable ({problem}); start it, or unset "
+                             f"MLFLOW_TRACKING_URI to use the local store in the working directory")
+
+
+class RunLogger:
+    """Metric writer for one run that never blocks or fails training: values go to a queue that a
+    background thread sends; while the tracker is unreachable they stay queued and are retried with
+    backoff, so a tracker outage loses nothing. `flush()` waits (bounded) until all are sent."""
+
+    def __init__(self, uri: str, run_id: str, max_backoff_s: float = 30.0):
+        import threading
+
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id = run_id
-        self.retries = retries
+        self.max_backoff_s = max_backoff_s
         self.pending: list = []
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"mlflow-logger-{run_id[:8]}", daemon=True)
+        self._thread.start()
 
-    def log(self, metrics: Mapping[str, Any], step: int) -> bool:
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending += [Metric(k, v, now, step) for k, v in finite_metrics(metrics).items()]
-        return self._try_send()
+        with self._lock:
+            self.pending += [Metric(k, v, now, step) for k, v in finite_metrics(metrics).items()]
+        self._wake.set()
 
-    def _try_send(self) -> bool:
-        try:
-            while self.pending:
+    def _send_pending(self) -> bool:
+        while True:
+            with self._lock:
                 chunk = self.pending[:500]
-                self.client.log_batch(self.run_id, metrics=chunk)
-                del self.pending[: len(chunk)]
-            return True
-        except Exception as err:  # any transport error: keep the buffer, training goes on
-            log.warning("MLflow write failed (%s); %d metric values buffered for retry", err, len(self.pending))
-            return False
-
-    def flush(self, backoff_s: float = 1.0) -> bool:
-        for attempt in range(self.retries):
-            if self._try_send():
+            if not chunk:
                 return True
-            time.sleep(backoff_s * 2**attempt)
+            try:
+                self.client.log_batch(self.run_id, metrics=chunk)
+            except Exception as err:  # any transport error: keep the values, training goes on
+                self.failures += 1
+                log.warning("MLflow write failed (%s); %d metric values queued for retry", err, len(self.pending))
+                return False
+            with self._lock:
+                del self.pending[: len(chunk)]
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            self._wake.wait(timeout=backoff if self.pending else None)
+            self._wake.clear()
+            if self._send_pending():
+                backoff = 0.5
+                if self._closing:
+                    return
+            else:
+                backoff = min(self.max_backoff_s, backoff * 2)
+
+    def flush(self, timeout_s: float = 600.0) -> bool:
+        """Send everything queued; True when nothing is left. Ends the background thread."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout_s)
+        if self.pending:
+            log.error("MLflow unreachable for %.0f s: %d metric values of run %s not sent",
+                      timeout_s, len(self.pending), self.run_id)
         return not self.pending

@@ -25,10 +25,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
-
-
 def build_loss(kind: str, rank: int, world: int, local_loss: bool, gather_with_grad: bool):
     from open_clip.loss import ClipLoss, SigLipLoss
 
@@ -99,11 +95,14 @@ def train_phase(cfg: dict[str, Any]) -> None:
     sched = cfg["schedule"]
     factor = lambda s: lr_factor(sched["offset"] + s, sched["total"], sched["warmup"], sched["kind"], sched["min_ratio"])  # noqa: E731
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    step = 0
+    step, resumed = 0, {}
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
+        resumed = {"train/resumed_from_step": step}
+        if rank == 0:
+            print(f"[{phase['name']}] resumed from the checkpoint at step {step}", flush=True)
     loss_fn = build_loss(phase["loss"], rank, world, tcfg["local_loss"], tcfg["gather_with_grad"])
     use_bf16 = device.type == "cuda" and tcfg["precision"] in ("auto", "bf16")
     mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
@@ -141,8 +140,15 @@ def train_phase(cfg: dict[str, Any]) -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = model(images, batch["text"])
                 loss = _compute_loss(loss_fn, out, phase["loss"])
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"non-finite loss {loss.item()} in phase {phase['name']!r} at step {step}")
+            if tcfg["debug_nan_at_step"] == step + 1:  # fault injection: exercises the guard below
+                loss = loss * float("nan")
+            if _any_rank(not torch.isfinite(loss).item(), world):
+                # Retrying would hit the same NaN: stop the phase cleanly (no checkpoint of the bad
+                # state) and let the driver raise, naming phase and step. The last good checkpoint stays.
+                if rank == 0:
+                    print(f"[{phase['name']}] non-finite loss at step {step + 1}: stopping the phase", flush=True)
+                ray.train.report({"train/nonfinite_step": step + 1, "train/step": step})  # [ray]
+                break
             (loss / accum).backward()
             window["loss"] += loss.item()
             window["n"] += 1
@@ -159,14 +165,26 @@ def train_phase(cfg: dict[str, Any]) -> None:
                 raw.logit_scale.clamp_(0, math.log(100))
             step += 1
             if step % tcfg["log_every"] == 0 or step == total:
-                extra = {"train/first_batch_s": first_batch_s} if step <= tcfg["log_every"] else {}
+                extra = {"train/first_batch_s": first_batch_s, **resumed} if first_batch_s is not None and not window.get("reported") else {}
+                window["reported"] = True
                 _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank, extra)
         epoch += 1
+        if batch is not None and step < total:  # left the inner loop on a non-finite loss
+            break
         if batch is None and micro == 0:
             raise RuntimeError(f"phase {phase['name']!r}: the dataset shard yielded no full batch of {batch_size}")
     for lg in (logger, parent_logger):
         if lg:
             lg.flush()
+
+
+def _any_rank(flag: bool, world: int) -> bool:
+    """True on every rank if `flag` is True on any: all ranks must take the same branch at a barrier."""
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    torch.distributed.all_reduce(t)
+    return t.item() > 0
 
 
 def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank, extra) -> None:

@@ -18,6 +18,10 @@ from radisim.platform.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; retrying would reproduce it, so the run stops."""
+
+
 #: evaluate(checkpoint_dir, label) -> flat metrics, e.g. {"stage1/score": 0.9, ...}
 Evaluator = Callable[[str, str], dict[str, float]]
 
@@ -298,6 +302,11 @@ def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: 
         tracker.end(child, "FAILED")
         raise
     seconds = time.perf_counter() - t0
+    if (result.metrics or {}).get("train/nonfinite_step"):
+        tracker.end(child, "FAILED")
+        last = result.checkpoint.path if result.checkpoint else state.init_checkpoint
+        raise NonFiniteLossError(f"phase {phase.name!r} (phase {i + 1}) stopped: non-finite loss at step "
+                                 f"{int(result.metrics['train/nonfinite_step'])}; the last good checkpoint is {last}")
     tracker.log_metrics(child, {"time/phase_seconds": seconds})
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     rec.update(trained=True, checkpoint=result.checkpoint.path, train_metrics=metrics)
