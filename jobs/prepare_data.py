@@ -1,4 +1,14 @@
-"""Write the training and evaluation manifests (the built-in synthetic phantom radiology data)."""
+"""Write the training and evaluation manifests: real data with --source, else the built-in synthetic phantom.
+
+With --source (repeatable): a CSV/TSV or Parquet manifest (image + caption columns, see
+data.ingest.image_column/caption_column), a WebDataset shard or brace pattern, or a folder of
+PNG/JPEG/DICOM/NIfTI images with sidecar <stem>.txt captions; local paths or s3:// / gs:// URIs.
+Writes DIR/train and DIR/eval Parquet shards and DIR/data_card.json (also logged to MLflow).
+Re-runs skip finished chunks; a re-run with unchanged inputs does nothing.
+
+  radisim prepare-data --source scans/ --source captions.csv --out radisim_work/data/mine \
+      --set data.ingest.eval_fraction=0.1     # salt: $RADISIM_PHI_SALT or --set data.ingest.salt=...
+"""
 from __future__ import annotations
 
 import json
@@ -34,12 +44,42 @@ def prepare_phantom(cfg: JobConfig, force: bool = False) -> dict:
                                  seed=p.seed, size=p.size, progress=True)
 
 
+def prepare_sources(cfg: JobConfig, sources: list[str], out: str) -> dict:
+    """Ingest real data (radisim.platform.data.ingest); prints a summary, returns the data card."""
+    from radisim.platform.data.ingest import run_ingest
+
+    result = run_ingest(sources, resolve_path(out), cfg.data.ingest, cfg.ray, cfg.tracking)
+    card = result.card
+    if result.up_to_date:
+        print(f"{out}: up to date ({result.reused_chunks} chunks, nothing to do)")
+    else:
+        print(f"{out}: staged {result.staged_chunks} chunks, reused {result.reused_chunks}")
+    print(f"inputs {card['inputs']} (+{card['expanded']} extra slices/frames) -> kept {card['kept']}, "
+          f"rejected {card['rejected_total']}: " + ", ".join(f"{r} {v['count']}" for r, v in card["rejected"].items()))
+    for split in ("train", "eval"):
+        s = card["splits"][split]
+        print(f"{split}: {s['rows']} rows, {s['groups']} patient/study groups; by phase {s['by_phase']}")
+    return card
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser("prepare-data", __doc__)
-    parser.add_argument("--force", action="store_true", help="regenerate even if the data exists")
+    parser.add_argument("--force", action="store_true", help="regenerate even if the data exists (phantom)")
+    parser.add_argument("--source", action="append", default=[], metavar="PATH_OR_URI",
+                        help="real data to ingest (repeatable); without it, the synthetic phantom is written")
+    parser.add_argument("--out", metavar="DIR", help="output directory for --source (default: data.root)")
     args = parser.parse_args(argv)
     cfg = load_config(args)
     quiet_logs()
+    if args.source:
+        if "://" in (args.out or cfg.data.root):
+            print("error: --out must be a local directory (sources may be URIs)", file=sys.stderr)
+            return 2
+        prepare_sources(cfg, args.source, args.out or cfg.data.root)
+        return 0
+    if args.out:
+        print("error: --out needs --source (the phantom is written to data.root)", file=sys.stderr)
+        return 2
     card = prepare_phantom(cfg, force=args.force)
     train = card["splits"]["train"]
     print(f"train: {train['images']} images, {train['rows']} image-caption rows; by phase {train['by_phase']}")

@@ -1,0 +1,167 @@
+"""One chunk -> manifest rows and rejects: read, decode, window/normalise, resize, PNG, hash, tag.
+
+Every item ends as rows or as exactly one reject reason; nothing raises out of `process_chunk`
+(an unexpected exception is counted as "internal_error" with the item's key).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Optional
+
+import numpy as np
+
+from radisim.curriculum.phases import PHASE_INDEX
+from radisim.curriculum.tagger import tag_caption
+from radisim.platform.data import imaging as im
+
+from .sources import Item, iter_items
+
+log = logging.getLogger(__name__)
+
+ROW_FIELDS = ("image_id", "image", "caption", "phase", "phase_index", "granularities", "modality", "anatomy",
+              "view", "organs", "target_organ", "target_region", "finding", "finding_region", "subtype", "grade",
+              "source", "source_key", "content_hash", "patient_key", "study_key", "group_key", "width", "height",
+              "synthetic")
+
+
+def schema():
+    import pyarrow as pa
+
+    s, ls = pa.string(), pa.list_(pa.string())
+    types = {"image": pa.binary(), "phase_index": pa.int8(), "granularities": ls, "organs": ls,
+             "width": pa.int32(), "height": pa.int32(), "synthetic": pa.bool_()}
+    return pa.schema([(f, types.get(f, s)) for f in ROW_FIELDS])
+
+
+def check_caption(caption: Optional[str], max_chars: int) -> tuple[Optional[str], Optional[str]]:
+    """(clean caption, reject reason)."""
+    if caption is None:
+        return None, "caption_missing"
+    text = " ".join(str(caption).split())
+    if not text:
+        return None, "caption_empty"
+    if len(text) > max_chars:
+        return None, "caption_too_long"
+    return text, None
+
+
+def _fit(arr: np.ndarray, max_side: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = arr.shape
+    if max(h, w) <= max_side:
+        return arr
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(arr, mode="L").resize(size, Image.BILINEAR), dtype=np.uint8)
+
+
+def _anatomy_from_body_part(body_part: Optional[str]) -> str:
+    return tag_caption(body_part).anatomy if body_part else ""
+
+
+def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tuple[np.ndarray, dict]], dict]:
+    """-> ([(uint8 image, per-image tags)], item-level metadata). Raises ImagingError."""
+    meta: dict = {}
+    if item.kind == "image":
+        return [(im.decode_image(data), {})], meta
+    if item.kind == "dicom":
+        frames, sm = im.read_dicom_frames(data, window=opts["ct_window"], salt=salt)
+        if opts["dicom_frames"] == "middle":
+            frames = [frames[len(frames) // 2]]
+        meta = {"modality": sm.modality, "anatomy": _anatomy_from_body_part(sm.body_part), "view": sm.view or "",
+                "patient_key": sm.patient_key, "study_key": sm.study_key,
+                "group_key": (sm.patient_key or sm.study_key or
+                              (f"series:{sm.series_key}" if len(frames) > 1 else None))}
+        return [(f, {}) for f in frames], meta
+    # NIfTI: one volume -> n slices per view, one shared intensity scale, one split group
+    volume, affine = im.read_nifti(data)
+    modality = im.guess_volume_modality(volume)
+    scaled = im.normalise(volume, modality, opts["ct_window"])
+    out = []
+    for view in opts["nifti_views"]:
+        for sl in im.nifti_slices(scaled, affine, view, n=opts["nifti_slices_per_view"]):
+            out.append((im.to_uint8(sl), {"view": view}))
+    meta = {"modality": modality, "group_key": "volume:" + hashlib.sha256(data).hexdigest()[:20]}
+    return out, meta
+
+
+def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list) -> int:
+    """Append the item's rows (or one reject). Returns how many extra rows beyond one it expanded to."""
+    caption, reason = check_caption(item.caption, opts["max_caption_chars"])
+    if reason:
+        rejects.append((item.key, reason))
+        return 0
+    tags = tag_caption(caption, given=item.given)
+    if tags.phase is None:
+        rejects.append((item.key, "caption_untagged"))
+        return 0
+    try:
+        data = item.load()
+        images, meta = decode_item(item, data, opts, salt)
+    except im.ImagingError as err:
+        rejects.append((item.key, err.reason))
+        return 0
+    if not images:
+        rejects.append((item.key, "no_image"))
+        return 0
+    given_patient = item.given.get("patient")
+    given_study = item.given.get("study")
+    patient_key = meta.get("patient_key") or im.salted_key(given_patient, salt, "patient")
+    study_key = meta.get("study_key") or im.salted_key(given_study, salt, "study")
+    source = item.key.split(":", 1)[0].split("#", 1)[0]
+    for i, (arr, extra) in enumerate(images):
+        key = item.key if len(images) == 1 else f"{item.key}[{extra.get('view', 'frame')}{i}]"
+        if min(arr.shape) < opts["min_side"]:
+            rejects.append((key, "image_too_small"))
+            continue
+        if int(arr.max()) == int(arr.min()):
+            rejects.append((key, "image_blank"))
+            continue
+        arr = _fit(arr, opts["max_side"])
+        content_hash = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
+        row = tags.as_row()
+        row.pop("findings"), row.pop("negated")
+        row.update(
+            image_id=f"{source}-{hashlib.sha256(key.encode()).hexdigest()[:16]}",
+            image=im.encode_png(arr), caption=caption, phase_index=PHASE_INDEX[tags.phase],
+            finding_region="", source=source, source_key=key.split(":", 1)[-1] if ":" in key else key,
+            content_hash=content_hash, patient_key=patient_key, study_key=study_key,
+            group_key=patient_key or study_key or meta.get("group_key") or content_hash,
+            width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
+        )
+        # the image header is more reliable than the caption for modality and view; the caption's
+        # anatomy wins over BodyPartExamined, which fills it when the caption names none
+        for k in ("modality", "view"):
+            value = extra.get(k) or meta.get(k)
+            if value and k not in item.given:
+                row[k] = value
+        if not row["anatomy"] and meta.get("anatomy"):
+            row["anatomy"] = meta["anatomy"]
+        rows.append(row)
+    return len(images) - 1
+
+
+def process_chunk(chunk: dict, opts: dict, salt: str) -> tuple[list[dict], list[tuple[str, str]], int, int]:
+    """-> (rows, rejects, items, expanded). `items + expanded == len(rows) + len(rejects)`."""
+    rows: list[dict] = []
+    rejects: list[tuple[str, str]] = []
+    n_items = expanded = 0
+    try:
+        for item in iter_items(chunk, opts):
+            n_items += 1
+            if isinstance(item, tuple):
+                rejects.append(item)
+                continue
+            try:
+                expanded += _rows_for_item(item, opts, salt, rows, rejects)
+            except Exception as err:  # a reader bug must not lose the rest of the chunk
+                log.warning("internal error on %s: %s", item.key, type(err).__name__)
+                rejects.append((item.key, "internal_error"))
+    except Exception as err:
+        # the chunk's container itself failed (e.g. unreadable manifest): one reject for the chunk
+        log.warning("chunk of %s failed: %s", chunk.get("source"), type(err).__name__)
+        n_items += 1
+        rejects.append((f"{chunk.get('source')}", "source_unreadable"))
+    return rows, rejects, n_items, expanded

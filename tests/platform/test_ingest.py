@@ -1,0 +1,284 @@
+"""`radisim prepare-data --source`: a folder mixing real DICOMs, NIfTI, PNG, JPEG, a WebDataset shard, a
+CSV of captions and corrupt files -> tagged Parquet, a data card that adds up, no PHI anywhere, a no-op
+re-run, and a training job that trains from the result."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from dicom_factory import PLANTED_PHI, write_dicom
+from radisim.curriculum.phases import PHASE_INDEX, PHASES
+from radisim.platform.data.ingest.sources import discover, expand_braces
+from radisim.platform.data.ingest.records import check_caption
+
+SALT = "test-salt-0f3c"
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpg(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).convert("RGB").save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _noise(seed, shape=(48, 48)):
+    return (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+
+
+def build_mixed_folder(root: Path) -> dict:
+    """Returns the expected accounting: inputs, rows and reject reasons."""
+    import nibabel as nib
+    from nilearn.datasets import load_mni152_template
+    from pydicom.data import get_testdata_file
+
+    d = root / "mixed"
+    d.mkdir(parents=True)
+    cap = lambda name, text: (d / name).write_text(text)
+    # real DICOMs
+    shutil.copy(get_testdata_file("CT_small.dcm"), d / "ct_small.dcm")
+    cap("ct_small.txt", "Axial CT of the chest: no pleural effusion.")
+    shutil.copy(get_testdata_file("MR_small.dcm"), d / "mr_small.dcm")
+    cap("mr_small.txt", "MRI of the brain")
+    # DICOMs carrying planted PHI: two studies of one patient, one of another patient
+    pix = lambda s: (np.random.default_rng(s).random((32, 32)) * 1500).astype(np.uint16)
+    for i, (pid, study) in enumerate([("P1", "1.2.3.1"), ("P1", "1.2.3.2"), ("P2", "1.2.3.3")]):
+        phi = {**PLANTED_PHI, "PatientID": PLANTED_PHI["PatientID"] + pid}
+        write_dicom(d / f"phi{i}.dcm", pix(i), modality="CT", intercept=-1024, phi=phi, study_uid=study,
+                    iop=[1, 0, 0, 0, 1, 0], body_part="CHEST")
+        cap(f"phi{i}.txt", f"axial CT of the chest with a {10 + i} mm nodule in the right upper lobe")
+    write_dicom(d / "dx.dcm", pix(9), modality="DX", photometric="MONOCHROME1", view_position="PA",
+                phi=PLANTED_PHI)
+    cap("dx.txt", "Frontal chest radiograph: right lower lobe pneumonia.")
+    # NIfTI: nibabel-written and the real MNI152 template
+    vol = np.random.default_rng(3).random((24, 24, 24)).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), str(d / "vol.nii.gz"))
+    cap("vol.txt", "MRI of the head")
+    nib.save(load_mni152_template(), str(d / "mni.nii.gz"))
+    cap("mni.txt", "T1-weighted MRI of the brain, normal")
+    # PNG, JPEG
+    (d / "cxr.png").write_bytes(_png(_noise(1)))
+    cap("cxr.txt", "PA chest x-ray with moderate cardiomegaly")
+    (d / "knee.jpg").write_bytes(_jpg(_noise(2)))
+    cap("knee.txt", "sagittal MRI of the knee, meniscus tear of the posterior horn")
+    (d / "dup.png").write_bytes(_png(_noise(1)))         # same pixels as cxr.png
+    cap("dup.txt", "chest radiograph")
+    # a WebDataset shard: png+txt, jpg+json, a corrupt png, a sample without caption
+    with tarfile.open(d / "shard-000.tar", "w") as tar:
+        def add(name, data):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        add("s1.png", _png(_noise(11)))
+        add("s1.txt", b"CT of the abdomen showing the liver and the spleen")
+        add("s2.jpg", _jpg(_noise(12)))
+        add("s2.json", json.dumps({"caption": "axial MRI of the knee", "phase": "anatomy"}).encode())
+        add("s3.png", _png(_noise(13))[:40])
+        add("s3.txt", b"chest x-ray")
+        add("s4.png", _png(_noise(14)))
+    # a CSV of captions naming images in a subfolder (one missing)
+    (d / "csvimg").mkdir()
+    (d / "csvimg" / "c1.png").write_bytes(_png(_noise(21)))
+    (d / "csvimg" / "c2.png").write_bytes(_png(_noise(22)))
+    for i in range(3, 14):
+        (d / "csvimg" / f"c{i}.png").write_bytes(_png(_noise(20 + i)))
+    (d / "captions.csv").write_text(
+        "filepath,title,patient\n"
+        "csvimg/c1.png,\"CT of the head, no hemorrhage\",A\n"
+        "csvimg/c2.png,coronal CT of the abdomen,A\n"
+        "csvimg/missing.png,MRI of the knee,B\n"
+        "csvimg/c3.png,Non-contrast CT,A\n"
+        "csvimg/c4.png,Chest X-ray,C\n"
+        "csvimg/c5.png,\"MRI, T2-weighted\",D\n"
+        "csvimg/c6.png,the liver is in the right upper quadrant on this CT,C\n"
+        "csvimg/c7.png,CT of the chest: the heart is in the lower left of the image,D\n"
+        "csvimg/c8.png,CT image,C\n"
+        "csvimg/c9.png,MRI scan,D\n"
+        "csvimg/c10.png,digital radiograph,A\n"
+        "csvimg/c11.png,computed tomography,D\n"
+        "csvimg/c12.png,the spleen is in the upper left quadrant,A\n"
+        "csvimg/c13.png,the kidneys lie in the lower right quadrant,C\n")
+    # corrupt and bad inputs
+    (d / "trunc.png").write_bytes(_png(_noise(31))[:60])
+    cap("trunc.txt", "chest x-ray")
+    (d / "trunc.jpg").write_bytes(_jpg(_noise(32))[:150])
+    cap("trunc.txt".replace("trunc", "trunc"), "chest x-ray")
+    (d / "junk.dcm").write_bytes(b"not a dicom at all" * 10)
+    cap("junk.txt", "CT of the chest")
+    write_dicom(d / "nopix.dcm", np.zeros((8, 8), np.uint16), with_pixels=False, phi=PLANTED_PHI)
+    cap("nopix.txt", "CT of the chest")
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5, 2), np.float32), np.eye(4)), str(d / "fourd.nii"))
+    cap("fourd.txt", "MRI of the brain")
+    (d / "empty.png").write_bytes(_png(_noise(41)))
+    cap("empty.txt", "   ")
+    (d / "long.png").write_bytes(_png(_noise(42)))
+    cap("long.txt", "CT of the chest " * 200)
+    (d / "nocap.png").write_bytes(_png(_noise(43)))
+    cap("orphan.txt", "caption without an image")
+    (d / "notes.docx").write_bytes(b"binary")
+    return {
+        "rejected": {"image_corrupt": 3, "dicom_unreadable": 1, "dicom_no_pixels": 1, "nifti_bad_dims": 1,
+                     "caption_empty": 1, "caption_too_long": 1, "caption_missing": 2, "missing_file": 1,
+                     "orphan_caption": 1, "unsupported_file": 1,
+                     # dup.png, and the MNI152 (symmetric) template's sagittal slices at 20% and 80% mirror
+                     "duplicate": 2},
+        # 2 real + 3 phi + dx, 2 nifti x 9 slices, cxr, knee, dup, 2 wds, 13 csv
+        "rows_before_dedup": 6 + 18 + 3 + 2 + 13,
+    }
+
+
+def _run_prepare(tmp: Path, src: Path, out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/m.db", "RADISIM_PHI_SALT": SALT,
+           "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "radisim.jobs.cli", "prepare-data", "--source", str(src),
+                           "--out", str(out), "--set", "ray.num_cpus=4", "--set", "ray.object_store_mb=300",
+                           "--set", "ray.include_dashboard=false", "--set", "data.ingest.eval_fraction=0.3"],
+                          cwd=tmp, env=env, capture_output=True, text=True, timeout=400)
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ingest")
+    expected = build_mixed_folder(tmp)
+    out = tmp / "out"
+    first = _run_prepare(tmp, tmp / "mixed", out)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return tmp, out, expected, first
+
+
+@pytest.mark.slow
+def test_card_adds_up(ingested):
+    tmp, out, expected, _ = ingested
+    card = json.loads((out / "data_card.json").read_text())
+    assert card["balanced"]
+    assert {r: v["count"] for r, v in card["rejected"].items()} == expected["rejected"]
+    assert card["kept"] == expected["rows_before_dedup"] - 2
+    assert card["inputs"] + card["expanded"] == card["kept"] + card["rejected_total"]
+    assert any(k.endswith("dup.png") or k.endswith("cxr.png") for k in card["rejected"]["duplicate"]["sample"])
+    assert any("trunc.png" in k for k in card["rejected"]["image_corrupt"]["sample"])
+    rows = [r for split in ("train", "eval") for f in sorted((out / split).glob("*.parquet"))
+            for r in pq.read_table(f).to_pylist()]
+    assert len(rows) == card["kept"] == sum(c["rows"] for c in card["counts"])
+    assert len({r["content_hash"] for r in rows}) == len(rows)
+    for r in rows:
+        assert r["phase"] in PHASES and r["phase_index"] == PHASE_INDEX[r["phase"]]
+        img = Image.open(io.BytesIO(r["image"]))
+        assert img.mode == "L" and min(img.size) >= 8
+    by_key = {r["source_key"]: r for r in rows}
+    assert by_key["ct_small.dcm"]["modality"] == "CT" and by_key["ct_small.dcm"]["phase"] == "abnormality"
+    assert by_key["phi0.dcm"]["phase"] == "grading" and by_key["phi0.dcm"]["view"] == "axial"
+    assert by_key["dx.dcm"]["modality"] == "DR" and by_key["dx.dcm"]["view"] == "frontal"
+    assert {r["view"] for r in rows if r["source_key"].startswith("mni.nii.gz")} == {"axial", "sagittal", "coronal"}
+    assert by_key["s2"]["phase"] == "anatomy"          # tag from the WebDataset json
+    # one patient's studies stay in one split; the salted key is not the raw id
+    p1 = {r["patient_key"] for r in rows if r["source_key"] in ("phi0.dcm", "phi1.dcm")}
+    assert len(p1) == 1 and "P1" not in next(iter(p1))
+    splits = {r["patient_key"]: set() for r in rows if r["patient_key"]}
+    for split in ("train", "eval"):
+        for f in (out / split).glob("*.parquet"):
+            for r in pq.read_table(f, columns=["patient_key", "group_key"]).to_pylist():
+                if r["patient_key"]:
+                    splits[r["patient_key"]].add(split)
+    assert all(len(s) == 1 for s in splits.values())
+
+
+@pytest.mark.slow
+def test_no_phi_anywhere(ingested):
+    tmp, out, _, first = ingested
+    planted = [v for v in PLANTED_PHI.values()] + ["Plantedname", "Plantedville", "PHIPATIENTID", "19431127"]
+    logs = first.stdout + first.stderr
+    for value in planted:
+        assert value not in logs
+    checked = 0
+    for path in tmp.rglob("*"):
+        if not path.is_file() or "mixed" in path.relative_to(tmp).parts:
+            continue  # the inputs themselves carry the PHI
+        data = path.read_bytes()
+        checked += 1
+        for value in planted:
+            assert value.encode() not in data, f"{value} found in {path}"
+    assert (tmp / "m.db").is_file() and checked > 5
+    # the MLflow run exists and holds the card
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp}/m.db")
+    runs = client.search_runs([client.get_experiment_by_name("radisim-cl").experiment_id])
+    run = runs[0]
+    assert run.data.metrics["kept"] > 0 and run.data.metrics["rejected/duplicate"] == 2
+    assert "data_card.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    for value in planted:
+        assert value not in json.dumps(run.data.params) + json.dumps(run.data.tags)
+
+
+@pytest.mark.slow
+def test_rerun_is_noop(ingested):
+    tmp, out, _, _ = ingested
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = _run_prepare(tmp, tmp / "mixed", out)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "up to date" in again.stdout
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert before == after
+
+
+@pytest.mark.slow
+def test_training_job_trains_from_ingested_data(ingested, tmp_path):
+    """Train on the ingested train split. The job's final-phase evaluation always runs and reads the
+    phantom-style zero-shot suite from <data.root>/eval, which real data does not have: the root given to
+    the job pairs the ingested train/ with a small phantom eval/ (the held-out real split is not a suite)."""
+    from radisim.curriculum.phantom import write_phantom_dataset
+
+    _, out, _, _ = ingested
+    write_phantom_dataset(tmp_path / "phantom", n_train_images=10, n_eval_images=240, progress=False)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "train").symlink_to(out / "train")
+    (root / "eval").symlink_to(tmp_path / "phantom" / "eval")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    phases = json.loads((out / "data_card.json").read_text())["splits"]["train"]["by_phase"]
+    assert set(phases) == set(PHASES)
+    res = subprocess.run([sys.executable, "-m", "radisim.jobs.train", "--smoke", "--set", f"data.root={root}",
+                          "--set", "eval.after_each_phase=false", "--set", "eval.untrained_baseline=false",
+                          "--set", "train.batch_size=2", "--set", "data.shuffle_buffer=8",
+                          "--set", "curriculum.phases.*.steps=2"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, (phases, res.stdout[-3000:], res.stderr[-6000:])
+
+
+def test_brace_expansion_and_captions():
+    assert expand_braces("s-{00..02}.tar") == ["s-00.tar", "s-01.tar", "s-02.tar"]
+    assert expand_braces("{a,b}-{1..2}") == ["a-1", "a-2", "b-1", "b-2"]
+    assert check_caption(None, 100) == (None, "caption_missing")
+    assert check_caption("  ", 100) == (None, "caption_empty")
+    assert check_caption("x" * 101, 100) == (None, "caption_too_long")
+    assert check_caption(" CT  of\nthe chest ", 100) == ("CT of the chest", None)
+
+
+def test_discover_folder_counts_everything(tmp_path):
+    d = tmp_path / "f"
+    d.mkdir()
+    (d / "a.png").write_bytes(b"x")
+    (d / "a.txt").write_text("CT")
+    (d / "b.dcm").write_bytes(b"x")
+    (d / "c.txt").write_text("orphan")
+    (d / "d.bin").write_bytes(b"x")
+    opts = {"rows_per_chunk": 10, "files_per_chunk": 1, "image_column": "filepath", "csv_separator": "auto"}
+    found = discover(str(d), opts)
+    assert [len(c["files"]) for c in found.chunks] == [1, 1]
+    assert sorted(r for _, r in found.rejects) == ["orphan_caption", "unsupported_file"]
+    assert discover(str(tmp_path / "nope"), opts).rejects == [("nope", "missing_file")]
