@@ -10,7 +10,7 @@ from radisim.jobs.common import job_parser, load_config, preflight, quiet_logs
 from radisim.platform.config import JobConfig, resolve_path
 from radisim.platform.raysession import ray_session
 from radisim.platform.tracking import Tracker, ui_command
-from radisim.platform.train.runner import CurriculumResult, run_curriculum
+from radisim.platform.train.runner import CurriculumResult, NonFiniteLossError, run_curriculum
 
 DEFAULT_PHANTOM_ROOTS = ("radisim_work/data/phantom", "radisim_work/data/phantom-smoke")
 
@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     args = job_parser("train", __doc__).parse_args(argv)
     cfg = load_config(args)
     quiet_logs()
-    run(cfg)
+    try:
+        run(cfg)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -67,3 +67,12 @@ def checkpoint_at(storage_path: str, path: str):
 
     fs, _ = filesystem(storage_path)
     return ray.train.Checkpoint(path=path, filesystem=fs)
+
+
+def remove(dest: str) -> None:
+    """Delete a file if it exists."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(dest)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)

@@ -9,12 +9,15 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from radisim.platform import storage
 
 from .schedule import lr_factor
 
@@ -102,7 +105,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
         step = int(state["step"])
         resumed = {"train/resumed_from_step": step}
         if rank == 0:
-            print(f"[{phase['name']}] resumed from the checkpoint at step {step}", flush=True)
+            say(f"[{phase['name']}] resumed from the checkpoint at step {step}")
     loss_fn = build_loss(phase["loss"], rank, world, tcfg["local_loss"], tcfg["gather_with_grad"])
     use_bf16 = device.type == "cuda" and tcfg["precision"] in ("auto", "bf16")
     mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
@@ -146,8 +149,9 @@ def train_phase(cfg: dict[str, Any]) -> None:
                 # Retrying would hit the same NaN: stop the phase cleanly (no checkpoint of the bad
                 # state) and let the driver raise, naming phase and step. The last good checkpoint stays.
                 if rank == 0:
-                    print(f"[{phase['name']}] non-finite loss at step {step + 1}: stopping the phase", flush=True)
-                ray.train.report({"train/nonfinite_step": step + 1, "train/step": step})  # [ray]
+                    say(f"[{phase['name']}] non-finite loss at step {step + 1}: stopping the phase")
+                    # Result.metrics only carries checkpointed reports: tell the driver through storage.
+                    storage.write_json(cfg["status_path"], {"nonfinite_step": step + 1})
                 break
             (loss / accum).backward()
             window["loss"] += loss.item()
@@ -178,6 +182,13 @@ def train_phase(cfg: dict[str, Any]) -> None:
             lg.flush()
 
 
+def say(line: str) -> None:
+    """Progress for the driver's console. Not `print`: Ray Train V2 patches print into its logger
+    and also tees it to stdout, which shows every line twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def _any_rank(flag: bool, world: int) -> bool:
     """True on every rank if `flag` is True on any: all ranks must take the same branch at a barrier."""
     if world == 1:
@@ -204,9 +215,9 @@ def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, 
     }
     phase = cfg["phase"]
     if rank == 0:
-        print(f"[{phase['name']}] step {step}/{total} loss {metrics['train/loss']:.3f} "
-              f"lr {metrics['train/lr']:.2e} {metrics['train/samples_per_s']:.0f} samples/s "
-              f"data-wait {metrics['train/data_wait_frac']:.1%}", flush=True)
+        say(f"[{phase['name']}] step {step}/{total} loss {metrics['train/loss']:.3f} "
+            f"lr {metrics['train/lr']:.2e} {metrics['train/samples_per_s']:.0f} samples/s "
+            f"data-wait {metrics['train/data_wait_frac']:.1%}")
     if logger:
         logger.log(metrics, step)
         parent_logger and parent_logger.log(metrics, cfg["step_offset"] + step)

@@ -296,17 +296,20 @@ def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: 
             image_size = load_clip(cfg.model.name, checkpoint=local, siglip=spec.uses_siglip).image_size
     t0 = time.perf_counter()
     loop_cfg = phase_loop_config(cfg, i, checkpoint, tracker.uri, parent, child, offset)
+    loop_cfg["status_path"] = storage.join(store, run_name, f"{label}.status.json")
+    storage.remove(loop_cfg["status_path"])
     try:
         result = fit_phase(cfg, i, mix, loop_cfg, run_name, image_size)
     except Exception:
         tracker.end(child, "FAILED")
         raise
     seconds = time.perf_counter() - t0
-    if (result.metrics or {}).get("train/nonfinite_step"):
+    status = storage.read_json(loop_cfg["status_path"]) or {}
+    if status.get("nonfinite_step"):
         tracker.end(child, "FAILED")
         last = result.checkpoint.path if result.checkpoint else state.init_checkpoint
         raise NonFiniteLossError(f"phase {phase.name!r} (phase {i + 1}) stopped: non-finite loss at step "
-                                 f"{int(result.metrics['train/nonfinite_step'])}; the last good checkpoint is {last}")
+                                 f"{status['nonfinite_step']}; the last good checkpoint is {last}")
     tracker.log_metrics(child, {"time/phase_seconds": seconds})
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     rec.update(trained=True, checkpoint=result.checkpoint.path, train_metrics=metrics)
