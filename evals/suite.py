@@ -161,8 +161,8 @@ def evaluator(cfg):
 
     def evaluate(checkpoint_dir: str, label: str) -> dict[str, float]:
         ref = ModelRef(cfg.model.name, checkpoint=checkpoint_dir, siglip=cfg.curriculum.uses_siglip, label=label)
-        return run_suite(ref, subtasks=subtask_ids, data_root=resolve_path(cfg.data.root),
+        return run_suite(ref, subtasks=subtask_ids, data_root=resolve_path(cfg.eval.data_root or cfg.data.root),
                          cache_dir=resolve_path(cfg.eval.cache_dir), n_bootstrap=cfg.eval.n_bootstrap,
-                         seed=cfg.eval.seed).metrics
+                         seed=cfg.eval.seed, source=cfg.eval.source, roots=cfg.eval.roots or None).metrics
 
     return evaluate

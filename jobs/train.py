@@ -55,7 +55,8 @@ def run(cfg: JobConfig) -> CurriculumResult:
     spec = cfg.curriculum
     print(f"curriculum {spec.name!r} ({spec.ordering}): " + " -> ".join(f"{p.name}[{p.steps}]" for p in spec.phases))
     with ray_session(cfg.ray, deterministic=cfg.data.deterministic):
-        result = run_curriculum(cfg, evaluate=evaluator(cfg), on_evaluation=print_stage_table)
+        result = run_curriculum(cfg, evaluate=evaluator(cfg) if cfg.eval.enabled else None,
+                                on_evaluation=print_stage_table)
     if result.evaluations:
         log_reports(cfg, result)
     print(f"\nMLflow run {result.run_name} ({result.run_id}) in {result.tracking_uri}")

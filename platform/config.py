@@ -129,6 +129,14 @@ class TrainConfig(Strict):
 
 
 class EvalConfig(Strict):
+    #: Zero-shot evaluation of the training job's checkpoints at all.
+    enabled: bool = True
+    #: `phantom`: the held-out phantom split under `data_root`; `real`: public/internal datasets in
+    #: their published layouts, one root per dataset adapter in `roots` (see `radisim evaluate --list`).
+    source: Literal["phantom", "real"] = "phantom"
+    #: Phantom eval split root; None = data.root (prepare-data writes <root>/eval).
+    data_root: Optional[str] = None
+    roots: dict[str, str] = {}
     #: Subtask ids (see `radisim evaluate --list`) or ["all"].
     subtasks: list[str] = ["all"]
     n_bootstrap: int = Field(1000, ge=0)
@@ -207,7 +215,10 @@ class JobConfig(Strict):
         return self.model_copy(update={
             "data": self.data.model_copy(update={"root": resolve_path(self.data.root)}),
             "train": self.train.model_copy(update={"storage_path": resolve_path(self.train.storage_path)}),
-            "eval": self.eval.model_copy(update={"cache_dir": resolve_path(self.eval.cache_dir)}),
+            "eval": self.eval.model_copy(update={
+                "cache_dir": resolve_path(self.eval.cache_dir),
+                "data_root": resolve_path(self.eval.data_root or self.data.root),
+                "roots": {k: resolve_path(v) for k, v in self.eval.roots.items()}}),
             "tracking": self.tracking.model_copy(update={"tracking_uri": tracking_uri(self.tracking.tracking_uri)}),
         })
 
