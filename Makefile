@@ -12,14 +12,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install demo test test-fast
+.PHONY: install demo test test-fast wheel
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/radisim demo $(ARGS)
 
 test: $(STAMP)
+	.ci/ensure-chromium.sh
 	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+# The wheel that cluster.yaml installs on every node (or that a job ships in runtime_env py_modules).
+wheel: $(STAMP)
+	$(PY) -m pip wheel --no-deps -q -w dist .
+	@ls dist/radisim-*.whl

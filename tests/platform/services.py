@@ -1,0 +1,137 @@
+"""Real local servers for tests: an `mlflow server` (sqlite backend, served artifacts) and an S3-compatible
+`moto` server, each on a free localhost port, started as subprocesses and stopped by their pid."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer in {timeout}s: {log.read_text()[-3000:]}")
+
+
+@contextmanager
+def _server(cmd: list[str], health: str, log: Path, env: dict | None = None, timeout: float = 120) -> Iterator[None]:
+    with open(log, "w") as out:
+        # own session: stopping it (SIGTERM, then SIGKILL) reaches its worker processes, nothing else
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_http(health, proc, log, timeout)
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(10)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+
+
+@contextmanager
+def mlflow_server(workdir: Path) -> Iterator[str]:
+    """`mlflow server` as the README documents it, on localhost: yields its http:// URI."""
+    port = free_port()
+    db, artifacts = workdir / "mlflow.db", workdir / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
+           "--artifacts-destination", str(artifacts), "--serve-artifacts",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
+    uri = f"http://127.0.0.1:{port}"
+    with _server(cmd, f"{uri}/health", workdir / "mlflow_server.log", timeout=180):
+        yield uri
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+          "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@contextmanager
+def s3_server(workdir: Path, bucket: str) -> Iterator[dict[str, str]]:
+    """A moto S3 server with `bucket` created; yields the environment that points clients at it
+    (AWS_ENDPOINT_URL is honoured by pyarrow's S3FileSystem, boto3 and Ray Train)."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with _server(cmd, f"{endpoint}/moto-api/", workdir / "moto.log", timeout=60):
+        env = {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, **_creds()).create_bucket(Bucket=bucket)
+        yield env
+
+
+def _creds() -> dict[str, str]:
+    return {"aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+            "region_name": S3_ENV["AWS_DEFAULT_REGION"]}
+
+
+def s3_keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, **_creds())
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def run_smoke_train(cwd: Path, env: dict[str, str], *sets: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`python -m radisim.jobs.train --smoke` in `cwd` with extra environment and `--set` overrides."""
+    args = [sys.executable, "-m", "radisim.jobs.train", "--smoke"]
+    for s in sets:
+        args += ["--set", s]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    full_env.pop("RAY_ADDRESS", None)
+    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1800,1400"]
+
+
+def render(url: str, profile: Path, screenshot: Path | None = None, budget_ms: int = 20000) -> str:
+    """The DOM of `url` after the page's scripts ran for `budget_ms` of virtual time (headless Chromium);
+    with `screenshot`, a PNG of the page too."""
+    exe = chromium()
+    assert exe, "chromium is not installed: `make test` installs it (scripts/ensure-chromium.sh)"
+    common = [exe, *CHROMIUM_FLAGS, f"--virtual-time-budget={budget_ms}"]
+    dom = subprocess.run([*common, f"--user-data-dir={profile}-dom", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=180)
+    if screenshot is not None:
+        subprocess.run([*common, f"--user-data-dir={profile}-png", f"--screenshot={screenshot}", url],
+                       capture_output=True, text=True, timeout=180)
+    return dom.stdout
