@@ -21,9 +21,11 @@ def job_env(uri: str) -> dict:
     return {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
 
 
-def start_train(cwd: Path, uri: str, extra: list[str] = (), log_name: str = "train.log") -> subprocess.Popen:
+def start_train(cwd: Path, uri: str, extra: list[str] = (), log_name: str = "train.log",
+                env: dict | None = None) -> subprocess.Popen:
     log = open(cwd / log_name, "w")
-    return subprocess.Popen([sys.executable, "-m", "radisim.jobs.train", *SMALL, *extra], cwd=cwd, env=job_env(uri),
+    return subprocess.Popen([sys.executable, "-m", "radisim.jobs.train", *SMALL, *extra], cwd=cwd,
+                            env={**job_env(uri), **(env or {})},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

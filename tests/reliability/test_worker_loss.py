@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from helpers import history, phase_runs, run_train, start_train, train_workers, wait_for
 
 CHECKPOINT_EVERY = 2
-TOLERANCE = 0.1  # stage scores of an interrupted vs an uninterrupted run (data order differs after resume)
+TOLERANCE = 0.15  # stage scores of an interrupted vs an uninterrupted run (data order differs after resume)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,10 @@ def test_same_seed_same_metrics(reference):
 def test_killed_worker_resumes_from_checkpoint(tmp_path, reference):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(uri)
-    job = start_train(tmp_path, uri, ["--set", "tracking.experiment=faults"])
+    # A reported checkpoint is durable once Ray Train's controller has collected the report, which it
+    # polls for every 2 s by default: poll often, so that lag is not mistaken for lost steps.
+    job = start_train(tmp_path, uri, ["--set", "tracking.experiment=faults"],
+                      env={"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"})
     try:
         def mid_phase_two():
             runs = phase_runs(client, "faults")
