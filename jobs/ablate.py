@@ -8,7 +8,6 @@ the CIs. Cost of --smoke (4 arms x 2 seeds, phantom data, 2 CPU cores): see READ
 from __future__ import annotations
 
 import csv
-import json
 import sys
 import tempfile
 import time
@@ -115,16 +114,17 @@ def run(cfg: JobConfig, resume: bool = False):
     ensure_data(cfg)
     budget = ablation.check_equal_budgets(arm_configs(cfg))
     sweep_dir = storage.join(resolve_path(cfg.train.storage_path), cfg.ablate.name)
-    state_path = Path(resolve_path(cfg.train.storage_path)) / f"{cfg.ablate.name}.{STATE_FILE}"
+    state_path = storage.join(resolve_path(cfg.train.storage_path), f"{cfg.ablate.name}.{STATE_FILE}")
     tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
     with ray_session(cfg.ray, deterministic=cfg.data.deterministic):
         import ray
         from ray import tune
 
         if resume:
-            if not state_path.is_file():
+            state = storage.read_json(state_path)
+            if state is None:
                 raise SystemExit(f"error: nothing to resume: no sweep state {state_path}")
-            sweep_run = json.loads(state_path.read_text())["sweep_run_id"]
+            sweep_run = state["sweep_run_id"]
             killed = mark_unfinished(tracker, sweep_run)
             print(f"resuming sweep {cfg.ablate.name!r} (MLflow run {sweep_run}); {killed} interrupted runs marked KILLED")
             tracker.client.update_run(sweep_run, "RUNNING")
@@ -136,8 +136,7 @@ def run(cfg: JobConfig, resume: bool = False):
                                                                  "search": cfg.ablate.search})
             tracker.log_params(sweep_run, {**{f"ablate.{k}": v for k, v in cfg.ablate.model_dump().items()}, **budget})
             tracker.log_metrics(sweep_run, budget)
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            state_path.write_text(json.dumps({"sweep_run_id": sweep_run, "name": cfg.ablate.name}))
+            storage.write_json(state_path, {"sweep_run_id": sweep_run, "name": cfg.ablate.name})
         trainable = tune.with_parameters(ablation.curriculum_trial, job=cfg.model_dump(mode="json"),
                                          sweep_name=cfg.ablate.name, sweep_run_id=sweep_run,
                                          multi_pacing=len(cfg.ablate.pacings) > 1)

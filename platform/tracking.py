@@ -79,7 +79,9 @@ class Tracker:
             if self.uri.startswith("sqlite:"):
                 # A sqlite store's default artifact root is ./mlruns relative to whoever logs; pin it.
                 location = (Path.cwd().resolve() / "mlartifacts").as_uri()
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            # Open the experiment on MLflow's classic runs/compare pages, not the GenAI overview.
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"})
         else:
             self.experiment_id = exp.experiment_id
 

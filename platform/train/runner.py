@@ -212,7 +212,8 @@ def run_curriculum(
               (" (the run is complete; nothing is retrained)" if state.finished else ""), flush=True)
     else:
         parent = tracker.start_run(run_name, parent_id=parent_run_id, tags=tags)
-        tracker.log_params(parent, {**flatten(cfg.model_dump(mode="json")), **costs})
+        # The sweep's own settings belong to the sweep run; here they would only crowd MLflow's compare view.
+        tracker.log_params(parent, {**flatten(cfg.model_dump(mode="json", exclude={"ablate"})), **costs})
         tracker.log_metrics(parent, costs)
         state.parent_run_id = parent
         state.save()
