@@ -204,9 +204,11 @@ def run_curriculum(
     tags = {"curriculum": spec.name, "ordering": spec.ordering, "pacing": spec.pacing.name, "seed": str(cfg.train.seed),
             "model": cfg.model.name, "radisim.run_name": run_name, **(extra_tags or {})}
     costs = budget(cfg)
+    already_finished = state.finished
     if state.parent_run_id:
         parent = state.parent_run_id
-        tracker.client.update_run(parent, "RUNNING")
+        if not already_finished:  # a finished run is shown, not touched (its end time stays)
+            tracker.client.update_run(parent, "RUNNING")
         done = sum(1 for p in state.phases.values() if p.get("evaluated") or p.get("trained"))
         print(f"resuming run {run_name}: {done}/{len(spec.phases)} phases already done" +
               (" (the run is complete; nothing is retrained)" if state.finished else ""), flush=True)
@@ -258,13 +260,16 @@ def run_curriculum(
                 state.save()
             outcome.eval_metrics = rec.get("eval") or {}
             _record(outcome.label, outcome.eval_metrics)
-            tracker.end(outcome.run_id)
+            if not already_finished:
+                tracker.end(outcome.run_id)
             outcomes.append(outcome)
         state.finished = True
         state.save()
-        tracker.end(parent)
+        if not already_finished:
+            tracker.end(parent)
     except BaseException:
-        tracker.end(parent, "FAILED")
+        if not already_finished:
+            tracker.end(parent, "FAILED")
         raise
     return CurriculumResult(parent, run_name, tracker.uri, outcomes, evaluations, costs)
 
