@@ -172,7 +172,9 @@ def ray_fit(data_root: str, work: str, steps: int, log_every: int, batch: int, f
     from radisim.platform.tracking import Tracker
 
     uri = f"sqlite:///{Path(work, 'mlflow.db')}"
-    cfg = load_job_config(None, [f"curriculum.phases.{i}.steps={steps}" for i in range(fits)], base={
+    # warm-up may not exceed a (tiny) phase: the spec validator refuses it
+    sets = [f"curriculum.phases.{i}.{k}={v}" for i in range(fits) for k, v in (("steps", steps), ("warmup_steps", min(10, steps)))]
+    cfg = load_job_config(None, sets, base={
         "data": {"root": data_root, **({} if shuffle_buffer is None else {"shuffle_buffer": shuffle_buffer})},
         "model": {"name": model},
         "train": {"batch_size": batch, "log_every": log_every, "checkpoint_every": 10**6,
