@@ -62,6 +62,8 @@ def test_phase_manifests_read_from_s3(s3, tmp_path, monkeypatch):
 
     import ray
 
+    if ray.is_initialized():  # another test module's session-wide Ray lacks this test's S3 environment
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {k: v for k, v in env.items()}})
     try:
