@@ -359,6 +359,16 @@ _MARGIN = {  # margin -> (amplitude, lobes range, spiky)
 }
 
 
+#: Lesion radii are drawn from the ranges in the builders times this. Lesions are teaching-file
+#: conspicuous: at 64 px a finding must cover enough pixels for a small model to learn it within the
+#: demo's few hundred steps (1.0 gave 16-78 px lesions; stage-4/5 scores then stayed at chance).
+LESION_SCALE = 1.5
+
+
+def _lesion_size(rng, lo: float, hi: float) -> float:
+    return LESION_SCALE * rng.uniform(lo, hi)
+
+
 def _mass(rng, cu, cv, r, margin="smooth"):
     amp, (k0, k1), spiky = _MARGIN[margin]
     return ("m", float(cu), float(cv), float(r), amp, int(rng.integers(k0, k1 + 1)),
@@ -484,16 +494,16 @@ def _brain_tumor(rng, plan, view, brain, subtype, grade):
     if subtype == "glioma":
         lu, lv = _inside(rng, cu, cv, a * 0.8, b * 0.8, (0.15, 0.5))
         if grade == "low grade":
-            r = rng.uniform(0.1, 0.13)
+            r = _lesion_size(rng, 0.1, 0.13)
             ops.append(Op(_mass(rng, lu, lv, r, "smooth"), "lgg", lesion=True, clip="brain"))
         else:
-            r = rng.uniform(0.13, 0.17)
+            r = _lesion_size(rng, 0.13, 0.17)
             ops += [Op(_mass(rng, lu, lv, r * 1.5, "lobulated"), "edema", clip="brain"),
                     Op(_mass(rng, lu, lv, r, "lobulated"), "enhancing", lesion=True, clip="brain"),
                     Op(_mass(rng, lu, lv, r * 0.55, "smooth"), "necrosis")]
     elif subtype == "meningioma":
         g = int(grade[-1])
-        r = rng.uniform(*{1: (0.085, 0.1), 2: (0.11, 0.13), 3: (0.14, 0.17)}[g])
+        r = _lesion_size(rng, *{1: (0.085, 0.1), 2: (0.11, 0.13), 3: (0.14, 0.17)}[g])
         t = _convexity_angle(rng, view)
         lu, lv = _edge_point(cu, cv, a, b, t, inset=r * 0.45)
         margin = {1: "smooth", 2: "lobulated", 3: "spiculated"}[g]
@@ -502,7 +512,7 @@ def _brain_tumor(rng, plan, view, brain, subtype, grade):
         ops.append(Op(_mass(rng, lu, lv, r, margin), "enhancing", lesion=True, clip="intracranial"))
     else:  # pituitary adenoma, at the midline sella, expanding upwards
         su, sv = plan.details["sella"]
-        r = rng.uniform(0.07, 0.1)
+        r = _lesion_size(rng, 0.07, 0.1)
         lu, lv = su, sv - r * 0.5
         ops.append(Op(_mass(rng, lu, lv, r, "smooth"), "enhancing", lesion=True))
     plan.lesion_center = (lu, lv)
@@ -514,7 +524,7 @@ def _hemorrhage(rng, plan, view, brain, subtype):
     ops = plan.ops
     if subtype == "epidural":
         t = _convexity_angle(rng, view)
-        thick = rng.uniform(0.1, 0.13)
+        thick = _lesion_size(rng, 0.1, 0.13)
         lu, lv = _edge_point(cu, cv, a, b, t, inset=0.01)
         tang = math.atan2(b * math.cos(t), -a * math.sin(t))
         ops.append(Op(E(lu, lv, rng.uniform(0.24, 0.3), thick, tang), "blood", lesion=True,
@@ -523,14 +533,14 @@ def _hemorrhage(rng, plan, view, brain, subtype):
         lu, lv = _edge_point(cu, cv, a, b, t, inset=thick * 0.5)
     elif subtype == "subdural":
         t = _convexity_angle(rng, view)
-        thick = rng.uniform(0.08, 0.11)
+        thick = _lesion_size(rng, 0.08, 0.11)
         inner = E(cu - thick * math.cos(t), cv - thick * math.sin(t), a * 0.98, b * 0.98)
         ops.append(Op(("d", E(cu, cv, a, b), inner), "blood", lesion=True, clip="intracranial"))
         size = thick
         lu, lv = _edge_point(cu, cv, a, b, t, inset=thick * 0.5)
     else:  # intraparenchymal: round clot with a hypodense edema rim
         lu, lv = _inside(rng, cu, cv, a * 0.8, b * 0.8, (0.15, 0.55))
-        r = rng.uniform(0.08, 0.13)
+        r = _lesion_size(rng, 0.08, 0.13)
         ops += [Op(_mass(rng, lu, lv, r * 1.45, "smooth"), "edema", clip="brain"),
                 Op(_mass(rng, lu, lv, r, "lobulated"), "blood", lesion=True, clip="brain")]
         size = 2 * r
@@ -623,7 +633,7 @@ def _mr_knee(rng, view, finding, subtype, grade):
         du, dv = math.cos(ath) * aa * 0.75, math.sin(ath) * aa * 0.75
         ops += [Op(E(au - du, av - dv, aa * 0.3, ab, ath), "ligament"),      # femoral stump
                 Op(E(au + du, av + dv, aa * 0.3, ab, ath), "ligament"),      # tibial stump
-                Op(_mass(rng, au, av, rng.uniform(0.09, 0.12), "lobulated"), "fluid",
+                Op(_mass(rng, au, av, _lesion_size(rng, 0.09, 0.12), "lobulated"), "fluid",
                    lesion=True),
                 Op(effusion, "fluid")]
         plan = Plan(ops, present, lesion_center=(au, av))
@@ -763,12 +773,12 @@ def _abdomen(rng, view, modality, finding) -> Plan:
     plan = Plan(ops, present)
     if finding == "liver tumor":
         lu, lv = _inside(rng, liver[0], liver[1], liver[2] * 0.8, liver[3] * 0.8, (0.0, 0.5))
-        r = rng.uniform(0.06, 0.12)
+        r = _lesion_size(rng, 0.06, 0.12)
         ops.append(Op(_mass(rng, lu, lv, r, "lobulated"), "hypo", lesion=True, clip="liver"))
         plan.lesion_center = (lu, lv)
         plan.details["size"] = 2 * r
     elif finding == "enlarged lymph node":
-        r = rng.uniform(0.06, 0.085)
+        r = _lesion_size(rng, 0.06, 0.085)
         ops.append(Op(_mass(rng, node[0], node[1], r, "smooth"), "node", lesion=True))
         plan.lesion_center = node[:2]
         plan.details.update(size=2 * r, where=node[2])
@@ -861,7 +871,7 @@ def _ct_chest(rng, view, finding, subtype, grade):
     plan = Plan(ops, present)
     if finding == "covid-19 pneumonia":
         n = int(rng.integers(2, 6))
-        sizes = sorted(rng.uniform(0.11, 0.18, size=n), reverse=True)
+        sizes = sorted(LESION_SCALE * rng.uniform(0.11, 0.18, size=n), reverse=True)
         for i, r in enumerate(sizes):
             lu_, lv_, la, lb, _ = lungs[i % len(lungs)] if i < 2 else lungs[int(rng.integers(len(lungs)))]
             pu, pv = _edge_point(lu_, lv_, la, lb, rng.uniform(0, 2 * math.pi), inset=r * 0.95)
@@ -874,24 +884,24 @@ def _ct_chest(rng, view, finding, subtype, grade):
         lu_, lv_, la, lb, _ = lungs[int(rng.integers(len(lungs)))]
         cu, cv = _inside(rng, lu_, lv_, la, lb, (0.2, 0.55))
         if subtype == "adenocarcinoma in situ":
-            r = rng.uniform(0.07, 0.09)
+            r = _lesion_size(rng, 0.07, 0.09)
             ops.append(Op(_mass(rng, cu, cv, r, "smooth"), "ggo", lesion=True, edge=1.4))
             margin = "smooth"
         elif subtype == "minimally invasive adenocarcinoma":
-            r = rng.uniform(0.09, 0.11)
+            r = _lesion_size(rng, 0.09, 0.11)
             ops += [Op(_mass(rng, cu, cv, r, "smooth"), "ggo", lesion=True, edge=1.4),
                     Op(_mass(rng, cu, cv, r * 0.4, "smooth"), "nodule")]
             margin = "smooth"
         else:
             g = int(grade[-1])
-            r = rng.uniform(*{1: (0.075, 0.095), 2: (0.1, 0.125), 3: (0.13, 0.16)}[g])
+            r = _lesion_size(rng, *{1: (0.075, 0.095), 2: (0.1, 0.125), 3: (0.13, 0.16)}[g])
             margin = {1: "smooth", 2: "lobulated", 3: "spiculated"}[g]
             ops.append(Op(_mass(rng, cu, cv, r, margin), "nodule", lesion=True))
         plan.lesion_center = (cu, cv)
         plan.details.update(size=2 * r, margin=margin)
     elif finding == "enlarged lymph node":
         nu, nv, where = nodes[int(rng.integers(len(nodes)))]
-        r = rng.uniform(0.055, 0.08)
+        r = _lesion_size(rng, 0.055, 0.08)
         ops.append(Op(_mass(rng, nu, nv, r, "smooth"), "node", lesion=True))
         plan.lesion_center = (nu, nv)
         plan.details.update(size=2 * r, where=where)
@@ -931,7 +941,7 @@ def _dr_chest(rng, view, finding, subtype, grade):
     if finding == "pneumonia":
         lu_, lv_, la, lb, _ = lungs[int(rng.integers(len(lungs)))]
         cu, cv = _inside(rng, lu_, lv_ + lb * 0.15, la * 0.8, lb * 0.7, (0.0, 0.6))
-        r = rng.uniform(0.13, 0.2)
+        r = _lesion_size(rng, 0.13, 0.2)
         ops.append(Op(E(cu, cv, r, r * rng.uniform(0.7, 1.0), rng.uniform(0, 3)), "dr_consol",
                       lesion=True, clip="lungs", mottle=0.05, edge=2.0))
         plan.lesion_center = (cu, cv)
@@ -1083,9 +1093,20 @@ _PART = {("MR", "head"): ("brain", "head"), ("CT", "head"): ("head", "brain"),
          ("MR", "abdomen"): ("abdomen",), ("CT", "abdomen"): ("abdomen",),
          ("MR", "knee"): ("knee",)}
 _PLURAL = {"lungs", "kidneys", "ribs", "clavicles", "ventricles"}
-_NEGATED = {("MR", "head"): "tumor", ("CT", "head"): "hemorrhage", ("MR", "knee"): "tear",
-            ("MR", "abdomen"): "abnormality", ("CT", "chest"): "abnormality",
-            ("CT", "abdomen"): "lesion", ("DR", "chest"): "abnormality"}
+#: Pertinent negatives, phrased the way reports state them ("no pneumonia"): a normal study names
+#: the findings its combo looks for as absent, and an abnormal one may name the others. Generic
+#: "no abnormality" teaches nothing about what absence of *this* finding looks like.
+_NEGATED_PHRASE = {
+    "tumor": ("tumor", "brain tumor"),
+    "hemorrhage": ("hemorrhage", "intracranial hemorrhage"),
+    "acl tear": ("ACL tear",),
+    "meniscus tear": ("meniscus tear",),
+    "covid-19 pneumonia": ("COVID-19 pneumonia", "ground-glass opacity"),
+    "lung adenocarcinoma": ("lung nodule", "lung mass"),
+    "enlarged lymph node": ("enlarged lymph node", "lymphadenopathy"),
+    "liver tumor": ("liver tumor", "liver lesion"),
+    "pneumonia": ("pneumonia", "consolidation"),
+}
 _FINDING_PHRASE = {
     "tumor": ("a tumor", "a brain tumor"),
     "hemorrhage": ("a hemorrhage", "an intracranial hemorrhage"),
@@ -1109,6 +1130,18 @@ def _join(items: list[str]) -> str:
 
 def _pick(rng, options):
     return options[int(rng.integers(len(options)))]
+
+
+_COMBO_FINDINGS = {(c.modality, c.anatomy): c.findings for c in COMBOS}
+
+
+def _negatives(rng, findings) -> str:
+    """ "X", "X or Y", ... naming `findings` in a random order, or "" when there are none."""
+    names = [_pick(rng, _NEGATED_PHRASE[f]) for f in findings]
+    if len(names) < 2:
+        return "".join(names)
+    rng.shuffle(names)
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _captions(rng, case: dict, details: dict, fov: float) -> dict[str, str]:
@@ -1135,12 +1168,13 @@ def _captions(rng, case: dict, details: dict, fov: float) -> dict[str, str]:
         f"{v} {part} {m}, {org} at the {reg}",
     ))
     finding = case["finding"]
+    combo_findings = _COMBO_FINDINGS[(mod, anat)]
     if finding == "none":
-        neg = _NEGATED[(mod, anat)]
+        neg = _negatives(rng, combo_findings) or "abnormality"
         caps["abnormality"] = _pick(rng, (
             f"{m} of the {part} with no {neg}",
-            f"normal {v} {m} of the {part}",
-            f"{part} {m}: no abnormality",
+            f"normal {v} {m} of the {part}: no {neg}",
+            f"{part} {m}: no {neg}",
             f"{v} {m} of the {part}, no {neg} seen",
         ))
         return caps
@@ -1151,6 +1185,9 @@ def _captions(rng, case: dict, details: dict, fov: float) -> dict[str, str]:
         f"{part} {m}: {fp}",
         f"{fp} on {v} {m} of the {part}",
     ))
+    others = _negatives(rng, [f for f in combo_findings if f != finding])
+    if others and rng.random() < 0.5:
+        caps["abnormality"] += f"; no {others}"
     caps["grading"] = _grading_caption(rng, case, details, fov, m, part, v)
     return caps
 

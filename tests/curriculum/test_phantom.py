@@ -87,14 +87,30 @@ def test_captions_agree_with_tags(cases):
         assert c.view in caps["anatomy"] or (c.view == "frontal" and "pa " in caps["anatomy"])
         assert c.target_organ in caps["localization"] and c.target_region in caps["localization"]
         if c.finding == "none":
-            assert re.search(r"\b(no|normal)\b", caps["abnormality"]), caps["abnormality"]
+            assert re.search(r"\bno\b", caps["abnormality"]), caps["abnormality"]
         else:
-            assert c.finding in caps["abnormality"], caps["abnormality"]
-            assert not re.search(r"\bno\b", caps["abnormality"])
+            # the finding is stated as present; pertinent negatives ("; no ...") name only others
+            stated, _, negatives = caps["abnormality"].partition("; no ")
+            assert c.finding in stated and not re.search(r"\bno\b", stated), caps["abnormality"]
+            assert c.finding not in negatives, caps["abnormality"]
             g = caps["grading"]
             assert c.finding_region in g and re.search(r"\d+ mm", g), g
             for tag in (c.subtype, c.grade):
                 assert tag.lower() in g, (tag, g)
+
+
+def test_normal_studies_state_pertinent_negatives(cases):
+    """A normal study names the findings its combo is read for, as reports do ("no pneumonia"), so the
+    text tower learns what "no <finding>" looks like, which the stage-4 negative prompts rely on."""
+    looked_for = {("CT", "head"): ["hemorrhage"], ("MR", "head"): ["tumor"], ("DR", "chest"): ["pneumonia|consolidation"],
+                  ("MR", "knee"): ["acl tear", "meniscus tear"], ("CT", "abdomen"): ["liver", "lymph"],
+                  ("CT", "chest"): ["covid-19|ground-glass", "nodule|mass", "lymph"], ("MR", "abdomen"): ["abnormality"]}
+    normal = [c for c in cases if c.finding == "none"]
+    assert {(c.modality, c.anatomy) for c in normal} == set(looked_for)
+    for c in normal:
+        text = c.captions["abnormality"].lower()
+        for pattern in looked_for[(c.modality, c.anatomy)]:
+            assert re.search(rf"\bno\b.*({pattern})", text), (pattern, text)
 
 
 def test_captions_vary_in_wording(cases):
