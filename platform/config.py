@@ -40,7 +40,7 @@ class PhantomConfig(Strict):
     """The built-in synthetic radiology data (`radisim prepare-data`)."""
 
     n_train_images: int = Field(3000, ge=10)
-    n_eval_images: int = Field(700, ge=10)
+    n_eval_images: int = Field(1500, ge=10)
     seed: int = 0
     size: int = Field(64, ge=32)
 

@@ -40,7 +40,7 @@ def test_flops_of_one_step_scale_with_batch():
     for bs in (4, 8):
         batch = next(gpu_check.synthetic_batches(step, bs))
         flops[bs] = gpu_check.count_step_flops(step, batch["image"], batch["text"])
-    # ~3x forward (fwd + bwd) of the 9M-parameter model: 2 * params * tokens per sample, order of magnitude
+    # ~3x forward (fwd + bwd) of the 12M-parameter model: 2 * params * tokens per sample, order of magnitude
     params = sum(p.numel() for p in step.model.parameters())
     assert flops[8] > 0 and 1.8 < flops[8] / flops[4] < 2.2
     assert flops[4] / 4 > 2 * params  # at least one multiply-add per parameter per sample
