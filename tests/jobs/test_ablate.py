@@ -74,3 +74,19 @@ def test_sweep_killed_then_resumed_runs_each_trial_once(tmp_path):
     assert {"ablation/trials.csv", "ablation/arm_summary.csv", "ablation/arm_stage_scores.png",
             "ablation/verdict.txt"} <= artifacts
     assert "resuming sweep" in resumed.stdout and "per-stage score" in resumed.stdout
+
+
+def test_asha_without_per_phase_scores_is_refused_before_ray(monkeypatch):
+    from radisim.jobs import ablate
+    from radisim.platform.config import load_job_config
+
+    cfg = load_job_config(overrides=["eval.after_each_phase=false"])
+    with pytest.raises(SystemExit, match="eval.after_each_phase"):
+        ablate.check_sweep_config(cfg)
+    ablate.check_sweep_config(load_job_config(overrides=["eval.after_each_phase=false", "ablate.asha=false"]))
+    # the smoke sweep runs without ASHA and evaluates each trial once
+    from radisim.jobs.common import SMOKE_BASE, SMOKE_SETS
+
+    smoke = load_job_config(overrides=SMOKE_SETS + ablate.SMOKE_SETS, base=SMOKE_BASE)
+    assert not smoke.ablate.asha and not smoke.eval.after_each_phase
+    ablate.check_sweep_config(smoke)
