@@ -55,8 +55,7 @@ def arm_config(base: JobConfig, knobs: dict[str, Any], run_name: str) -> JobConf
         for phase, n in zip(phases, steps):
             phase["steps"] = n
     tree["train"]["seed"] = seed
-    tree["eval"]["untrained_baseline"] = False
-    tree["eval"]["after_each_phase"] = True
+    tree["eval"]["untrained_baseline"] = False  # the same for every arm of a seed: the sweep compares arms
     tree["tracking"]["run_name"] = run_name
     return JobConfig.model_validate(tree)
 

@@ -38,6 +38,9 @@ def test_arm_config_sets_ordering_seed_and_run_name():
     assert (cfg.curriculum.ordering, cfg.curriculum.order_seed, cfg.curriculum.pacing.name) == ("random_order", 7, "linear")
     assert cfg.train.seed == 7 and cfg.tracking.run_name == "sweep-t1"
     assert cfg.eval.after_each_phase and not cfg.eval.untrained_baseline
+    # the sweep's own evaluation setting is kept (the smoke sweep evaluates each trial once)
+    once = load_job_config(overrides=["eval.after_each_phase=false"])
+    assert not ablation.arm_config(once, {"ordering": "curriculum", "seed": 0}, "t").eval.after_each_phase
 
 
 def _rows():
