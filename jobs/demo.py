@@ -1,9 +1,9 @@
 """The whole study on the embedded default: phantom data, five-phase curriculum, five-stage eval, MLflow.
 
 Cost: 5 phase fits of 60 steps x 64 samples (radisim-tiny, local Ray, sqlite MLflow store in the working
-directory); measured 27 min 48 s on 2 cores shared with other jobs (load average 10-30), of which ~40 s
-per phase fit is Ray start-up. What it gives: the stage-score table after every phase next to the untrained model's, a
-radar plot in MLflow, and the `mlflow ui` command to browse it. All data is SYNTHETIC.
+directory); measured 7 min 31 s on an idle 2-core machine, of which ~30-40 s per phase fit is Ray start-up
+(README "Two commands" has the stage scores). What it gives: the stage-score table after every phase next
+to the untrained model's, a radar plot in MLflow, and the `mlflow ui` command to browse it. All data is SYNTHETIC.
 """
 from __future__ import annotations
 
