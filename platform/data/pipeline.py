@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import logging
 import zlib
 from pathlib import Path
@@ -98,9 +99,15 @@ def phase_dataset(
     model_name: str,
     seed: int = 0,
     preprocess_cpus: float = 0.5,
+    passes: int = 1,
 ):
     """A lazy Ray Dataset for one phase: rows whose tag is in `mix`, each kept with its tag's
-    probability (curriculum.pacing.phase_mix). Nothing is read until a Train worker iterates."""
+    probability (curriculum.pacing.phase_mix). Nothing is read until a Train worker iterates.
+
+    `passes` > 1 chains that many passes over the rows into one stream (each pass draws its own
+    sample of the partial tags). A phase that needs more rows than one pass holds then never hits an
+    epoch boundary, where a new streaming execution starts and the trainer waits on data (measured:
+    ~40% data wait in the log window that held the boundary, ~7% of the phase)."""
     import ray
     from ray.data.expressions import col
 
@@ -109,10 +116,18 @@ def phase_dataset(
     missing = [tag for tag, p in mix.items() if p >= 1.0 and counts.get(tag, 0) == 0]
     if missing or not wanted:
         raise ValueError(f"{train_dir} has no rows tagged {missing or list(mix)} (rows per phase: {counts})")
-    ds = ray.data.read_parquet(train_dir, columns=TRAIN_COLUMNS)
-    ds = ds.filter(expr=col("phase").is_in(wanted))  # pushed down into the Parquet read
-    if any(p < 1.0 for p in mix.values()):
-        ds = ds.map_batches(sample_mix, batch_format="pyarrow", fn_kwargs={"mix": mix, "seed": seed}, num_cpus=0.1)
+
+    def one_pass(k: int):
+        ds = ray.data.read_parquet(train_dir, columns=TRAIN_COLUMNS)
+        ds = ds.filter(expr=col("phase").is_in(wanted))  # pushed down into the Parquet read
+        if any(p < 1.0 for p in mix.values()):
+            ds = ds.map_batches(sample_mix, batch_format="pyarrow", fn_kwargs={"mix": mix, "seed": seed + 7919 * k},
+                                num_cpus=0.1)
+        return ds
+
+    ds = one_pass(0)
+    if passes > 1:
+        ds = ds.union(*(one_pass(k) for k in range(1, passes)))
     return ds.map_batches(
         preprocess,
         fn_kwargs={"image_size": image_size, "model_name": model_name},
@@ -120,6 +135,12 @@ def phase_dataset(
         batch_size=256,
         batch_format="numpy",
     )
+
+
+def passes_needed(rows_per_pass: int, samples: int) -> int:
+    """Passes over a phase's rows that cover `samples` (with a 10% margin for the sampled tags and the
+    batches each worker drops at the end)."""
+    return max(1, math.ceil(1.1 * samples / max(rows_per_pass, 1)))
 
 
 def expected_rows(counts: dict[str, int], mix: dict[str, float]) -> int:
