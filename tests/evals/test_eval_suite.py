@@ -48,7 +48,7 @@ def test_changed_checkpoint_changes_the_cache_key(suite_runs, tmp_path, monkeypa
     ref = suite_runs["ref"]
     bundle = ref.load()
     with torch.no_grad():
-        bundle.model.visual.proj.add_(1e-3)
+        next(bundle.model.visual.parameters()).add_(1e-3)  # any image-tower weight
     changed = ModelRef("radisim-tiny", checkpoint=str(save_checkpoint(bundle.model, "radisim-tiny", tmp_path / "c2")))
     fp_old, fp_new = suite_runs["cold"].model_fingerprint, changed.load().fingerprint
     assert fp_old != fp_new
