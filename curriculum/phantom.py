@@ -365,8 +365,8 @@ _MARGIN = {  # margin -> (amplitude, lobes range, spiky)
 LESION_SCALE = 1.5
 
 
-def _lesion_size(rng, lo: float, hi: float) -> float:
-    return LESION_SCALE * rng.uniform(lo, hi)
+def _lesion_size(rng, lo: float, hi: float, size=None):
+    return LESION_SCALE * rng.uniform(lo, hi, size)
 
 
 def _mass(rng, cu, cv, r, margin="smooth"):
@@ -871,7 +871,7 @@ def _ct_chest(rng, view, finding, subtype, grade):
     plan = Plan(ops, present)
     if finding == "covid-19 pneumonia":
         n = int(rng.integers(2, 6))
-        sizes = sorted(LESION_SCALE * rng.uniform(0.11, 0.18, size=n), reverse=True)
+        sizes = sorted(_lesion_size(rng, 0.11, 0.18, size=n), reverse=True)
         for i, r in enumerate(sizes):
             lu_, lv_, la, lb, _ = lungs[i % len(lungs)] if i < 2 else lungs[int(rng.integers(len(lungs)))]
             pu, pv = _edge_point(lu_, lv_, la, lb, rng.uniform(0, 2 * math.pi), inset=r * 0.95)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import io
-import math
 import logging
+import math
 import zlib
 from pathlib import Path
 
@@ -99,14 +99,14 @@ def phase_dataset(
     model_name: str,
     seed: int = 0,
     preprocess_cpus: float = 0.5,
-    passes: int = 1,
+    samples: int = 0,
 ):
     """A lazy Ray Dataset for one phase: rows whose tag is in `mix`, each kept with its tag's
     probability (curriculum.pacing.phase_mix). Nothing is read until a Train worker iterates.
 
-    `passes` > 1 chains that many passes over the rows into one stream (each pass draws its own
-    sample of the partial tags). A phase that needs more rows than one pass holds then never hits an
-    epoch boundary, where a new streaming execution starts and the trainer waits on data (measured:
+    `samples`: how many rows the phase will consume. When one pass over the rows holds fewer, the
+    stream chains `passes_needed` passes (each draws its own sample of the partial tags), so the
+    phase never hits an epoch boundary, where a new streaming execution starts and the trainer waits on data (measured:
     ~40% data wait in the log window that held the boundary, ~7% of the phase)."""
     import ray
     from ray.data.expressions import col
@@ -126,6 +126,7 @@ def phase_dataset(
         return ds
 
     ds = one_pass(0)
+    passes = passes_needed(expected_rows(counts, mix), samples)
     if passes > 1:
         ds = ds.union(*(one_pass(k) for k in range(1, passes)))
     return ds.map_batches(

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from radisim.platform import storage
 from radisim.platform.config import JobConfig, flatten, resolve_path
-from radisim.platform.data.pipeline import expected_rows, passes_needed, phase_counts, phase_dataset, train_dir
+from radisim.platform.data.pipeline import expected_rows, phase_counts, phase_dataset, train_dir
 from radisim.platform.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -110,12 +110,10 @@ def fit_phase(cfg: JobConfig, index: int, mix: dict[str, float], loop_config: di
     from radisim.platform.train.loop import train_phase
 
     phase = cfg.curriculum.phases[index]
-    root = train_dir(resolve_path(cfg.data.root))
     t = cfg.train
-    samples = phase.steps * t.batch_size * t.grad_accum * t.num_workers
-    ds = phase_dataset(root, mix, image_size, cfg.model.name, seed=cfg.train.seed + index,
+    ds = phase_dataset(train_dir(resolve_path(cfg.data.root)), mix, image_size, cfg.model.name, seed=t.seed + index,
                        preprocess_cpus=cfg.data.preprocess_cpus,
-                       passes=passes_needed(expected_rows(phase_counts(root), mix), samples))
+                       samples=phase.steps * t.batch_size * t.grad_accum * t.num_workers)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if cfg.train.use_gpu else {})}
     trainer = TorchTrainer(
         train_phase,

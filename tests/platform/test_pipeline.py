@@ -30,7 +30,9 @@ def test_passes_chain_into_one_stream_with_fresh_samples(tmp_path):
         ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        ds = phase_dataset(train_dir(str(root)), mix, image_size=32, model_name="radisim-tiny", seed=seed, passes=3)
+        # one pass holds 40 + 0.5 * 40 = 60 rows: 150 samples need ceil(1.1 * 150 / 60) = 3 passes
+        assert passes_needed(60, 150) == 3
+        ds = phase_dataset(train_dir(str(root)), mix, image_size=32, model_name="radisim-tiny", seed=seed, samples=150)
         assert ds.count() == 3 * 40 + sum(kept)
     finally:
         ray.shutdown()
