@@ -99,6 +99,7 @@ def run_suite(
     batch_size: int = 64,
     num_actors: int = 1,
     num_cpus_per_actor: float | None = None,
+    driver_max_images: int = 0,
 ) -> SuiteResult:
     """Evaluate `model_ref` on the chosen subtasks (default: all 24). Needs `ray.init` beforehand.
 
@@ -128,7 +129,7 @@ def run_suite(
     for pid, pool in pools.items():
         pool_embeddings[pid], cache_hits[pool.name] = embed_pool(
             model_ref, pool, bundle.fingerprint, cache_dir, batch_size=batch_size, num_actors=num_actors,
-            num_cpus_per_actor=num_cpus_per_actor)
+            num_cpus_per_actor=num_cpus_per_actor, bundle=bundle, driver_max_images=driver_max_images)
     timings["embed_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -163,6 +164,7 @@ def evaluator(cfg):
         ref = ModelRef(cfg.model.name, checkpoint=checkpoint_dir, siglip=cfg.curriculum.uses_siglip, label=label)
         return run_suite(ref, subtasks=subtask_ids, data_root=resolve_path(cfg.eval.data_root or cfg.data.root),
                          cache_dir=resolve_path(cfg.eval.cache_dir), n_bootstrap=cfg.eval.n_bootstrap,
-                         seed=cfg.eval.seed, source=cfg.eval.source, roots=cfg.eval.roots or None).metrics
+                         seed=cfg.eval.seed, source=cfg.eval.source, roots=cfg.eval.roots or None,
+                         driver_max_images=cfg.eval.driver_max_images).metrics
 
     return evaluate

@@ -217,7 +217,7 @@ def run(args, cfg: JobConfig) -> int:
             comparison = compare_models(
                 refs, tracker, run_name, source=args.source, params=params, on_result=report, subtasks=ids,
                 data_root=data_root, roots=roots, adapter_options=options, cache_dir=resolve_path(cfg.eval.cache_dir),
-                n_bootstrap=cfg.eval.n_bootstrap, seed=cfg.eval.seed)
+                n_bootstrap=cfg.eval.n_bootstrap, seed=cfg.eval.seed, driver_max_images=cfg.eval.driver_max_images)
     except DatasetNotFoundError as err:
         raise UsageError(str(err)) from None
     except TypeError as err:  # an adapter refusing an option it does not know (adapters never ignore one)

@@ -142,6 +142,10 @@ class EvalConfig(Strict):
     n_bootstrap: int = Field(1000, ge=0)
     seed: int = 0
     cache_dir: str = "radisim_work/embedding_cache"
+    #: Image splits up to this size are embedded in the driver when the cluster has no GPU (a Ray Data
+    #: actor costs a process start + model build, ~6 s on 2 cores); larger ones, or any on a GPU
+    #: cluster, go through Ray Data. 0 = always Ray Data.
+    driver_max_images: int = Field(2048, ge=0)
     after_each_phase: bool = True
     untrained_baseline: bool = True
 

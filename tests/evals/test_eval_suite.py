@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -42,6 +44,29 @@ def test_second_run_is_served_from_the_cache(suite_runs, monkeypatch):
     again = run_suite(suite_runs["ref"], subtasks=["modality", "br35h"], data_root=suite_runs["data_root"],
                       cache_dir=suite_runs["cache"], n_bootstrap=200)
     assert again.metrics["stage1/modality/accuracy"] == cold.metrics["stage1/modality/accuracy"]
+
+
+def test_driver_embeddings_equal_the_ray_data_ones(suite_runs, monkeypatch):
+    ref = suite_runs["ref"]
+    pool = load_examples("phantom", suite_runs["data_root"], get_subtask("modality")).pool
+    bundle = ref.load()
+    t = time.perf_counter()
+    via_ray = embed_mod.compute_embeddings(ref, pool, bundle.fingerprint, bundle=bundle, driver_max_images=0)
+    ray_s = time.perf_counter() - t
+
+    import ray
+
+    def no_ray_data(*args, **kwargs):
+        raise AssertionError("a small pool on a CPU cluster should not go through Ray Data")
+
+    monkeypatch.setattr(ray.data, "from_arrow", no_ray_data)
+    t = time.perf_counter()
+    here = embed_mod.compute_embeddings(ref, pool, bundle.fingerprint, bundle=bundle, driver_max_images=len(pool))
+    print(f"\n[evals] {len(pool)} images embedded through Ray Data {ray_s:.1f} s, in the driver {time.perf_counter() - t:.1f} s")
+    assert here.shape == via_ray.shape == (len(pool), bundle.model.text_projection.shape[1])
+    np.testing.assert_allclose(here, via_ray, atol=1e-5)
+    with pytest.raises(AssertionError, match="should not go through Ray Data"):  # above the limit: Ray Data
+        embed_mod.compute_embeddings(ref, pool, bundle.fingerprint, bundle=bundle, driver_max_images=len(pool) - 1)
 
 
 def test_changed_checkpoint_changes_the_cache_key(suite_runs, tmp_path, monkeypatch):
