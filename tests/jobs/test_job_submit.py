@@ -18,7 +18,10 @@ import pytest
 from raycluster import start_head
 
 ROOT = Path(__file__).resolve().parents[2]
-PHASES = ["modality", "anatomy", "localization", "abnormality", "grading"]
+#: Two phases: the submission path is what is under test; the five-phase run tree is test_train_smoke's.
+TWO_PHASES = ("curriculum={name: two_phase, phases: [{name: modality, steps: 4, warmup_steps: 1}, "
+              "{name: anatomy, steps: 4, warmup_steps: 1, replay: 0.2}]}")
+PHASES = ["modality", "anatomy"]
 MAX_UPLOAD_MIB = 5.0  # the code and configs are well under 1 MiB; .venv or .git would blow this
 
 
@@ -46,7 +49,7 @@ def submitted(head, tmp_path_factory):
     # Exactly what a user types; the entrypoint after `--` is the job's command line.
     proc = head.submit("--submission-id", job_id, "--working-dir", str(ROOT), "--runtime-env-json", runtime_env,
                        "--", "python", "-m", "radisim.jobs.train", "--smoke", "--set", "train.num_workers=1",
-                       "--set", "tracking.experiment=submitted")
+                       "--set", "tracking.experiment=submitted", "--set", TWO_PHASES)
     out = proc.stdout + proc.stderr
     status = head.run("job", "status", job_id, timeout=60)
     return {"out": out, "probe": probed.stdout + probed.stderr, "rc": proc.returncode,

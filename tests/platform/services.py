@@ -104,6 +104,13 @@ def s3_keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
     return keys
 
 
+#: Two --smoke-sized phases: what these tests check (storage, tracking server) is the same for each of
+#: the five phases, and each phase fit costs ~30 s of Ray Train start-up on 2 cores.
+TWO_PHASES = ("curriculum={name: two_phase, phases: [{name: modality, steps: 4, warmup_steps: 1}, "
+              "{name: anatomy, steps: 4, warmup_steps: 1, replay: 0.2}]}")
+TWO_PHASE_NAMES = ["modality", "anatomy"]
+
+
 def run_smoke_train(cwd: Path, env: dict[str, str], *sets: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """`python -m radisim.jobs.train --smoke` in `cwd` with extra environment and `--set` overrides."""
     args = [sys.executable, "-m", "radisim.jobs.train", "--smoke"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services import run_smoke_train, s3_keys, s3_server
+from services import TWO_PHASE_NAMES, TWO_PHASES, run_smoke_train, s3_keys, s3_server
 
 BUCKET = "radisim-test"
 
@@ -21,7 +21,7 @@ def s3(tmp_path_factory):
 def test_train_smoke_checkpoints_land_in_bucket(s3):
     work, env = s3
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    proc = run_smoke_train(work, {**env, "MLFLOW_TRACKING_URI": uri}, "train.num_workers=1",
+    proc = run_smoke_train(work, {**env, "MLFLOW_TRACKING_URI": uri}, "train.num_workers=1", TWO_PHASES,
                            f"train.storage_path=s3://{BUCKET}/ray", "tracking.experiment=s3-smoke",
                            # evaluate once, after the last phase (read back from the bucket): the
                            # storage path is under test here, the evaluation is tested elsewhere
@@ -30,7 +30,7 @@ def test_train_smoke_checkpoints_land_in_bucket(s3):
     keys = s3_keys(env["AWS_ENDPOINT_URL"], BUCKET, "ray/")
     (run_name,) = {k.split("/")[1] for k in keys if k.endswith("/radisim_run.json")}
     assert any(k.startswith(f"ray/{run_name}/init/") and k.endswith("open_clip_pytorch_model.bin") for k in keys)
-    for i, phase in enumerate(["modality", "anatomy", "localization", "abnormality", "grading"], 1):
+    for i, phase in enumerate(TWO_PHASE_NAMES, 1):
         ckpts = [k for k in keys if k.startswith(f"ray/{run_name}-p{i}-{phase}/checkpoint_")]
         assert any(k.endswith("open_clip_pytorch_model.bin") for k in ckpts), (phase, sorted(keys)[:50])
         assert any(k.endswith("train_state.pt") for k in ckpts)
