@@ -56,7 +56,12 @@ def test_siglip_from_clip_checkpoint_gets_bias_minus_10(tmp_path):
 
 
 def test_missing_weights_offline_error(monkeypatch):
+    import huggingface_hub.constants
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: set both, or the download is attempted and
+    # this machine's closed network answers only after ~45 s of retries.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RuntimeError, match="Download them once"):
         load_clip("ViT-B-16", pretrained="openai")
 
