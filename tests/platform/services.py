@@ -109,6 +109,9 @@ def s3_keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
 TWO_PHASES = ("curriculum={name: two_phase, phases: [{name: modality, steps: 4, warmup_steps: 1}, "
               "{name: anatomy, steps: 4, warmup_steps: 1, replay: 0.2}]}")
 TWO_PHASE_NAMES = ["modality", "anatomy"]
+#: Where conftest.py's `cloud_run` keeps its checkpoints and its MLflow runs.
+BUCKET = "radisim-test"
+EXPERIMENT = "cloud-smoke"
 
 
 def run_smoke_train(cwd: Path, env: dict[str, str], *sets: str, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -5,39 +5,25 @@ from __future__ import annotations
 
 import pytest
 
-from services import TWO_PHASE_NAMES, TWO_PHASES, run_smoke_train, s3_keys, s3_server
-
-BUCKET = "radisim-test"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    work = tmp_path_factory.mktemp("s3")
-    with s3_server(work, BUCKET) as env:
-        yield work, env
+from services import BUCKET, EXPERIMENT, TWO_PHASE_NAMES, s3_keys
 
 
 @pytest.mark.slow
-def test_train_smoke_checkpoints_land_in_bucket(s3):
-    work, env = s3
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    proc = run_smoke_train(work, {**env, "MLFLOW_TRACKING_URI": uri}, "train.num_workers=1", TWO_PHASES,
-                           f"train.storage_path=s3://{BUCKET}/ray", "tracking.experiment=s3-smoke",
-                           # evaluate once, after the last phase (read back from the bucket): the
-                           # storage path is under test here, the evaluation is tested elsewhere
-                           "eval.after_each_phase=false", "eval.untrained_baseline=false")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    keys = s3_keys(env["AWS_ENDPOINT_URL"], BUCKET, "ray/")
+def test_train_smoke_checkpoints_land_in_bucket(cloud_run):
+    """conftest.py's run wrote its Ray Train storage to s3://BUCKET/ray; each phase resumed from the
+    previous phase's checkpoint there, and the final evaluation read the last one back."""
+    from mlflow.tracking import MlflowClient
+
+    keys = s3_keys(cloud_run["s3_env"]["AWS_ENDPOINT_URL"], BUCKET, "ray/")
     (run_name,) = {k.split("/")[1] for k in keys if k.endswith("/radisim_run.json")}
     assert any(k.startswith(f"ray/{run_name}/init/") and k.endswith("open_clip_pytorch_model.bin") for k in keys)
     for i, phase in enumerate(TWO_PHASE_NAMES, 1):
         ckpts = [k for k in keys if k.startswith(f"ray/{run_name}-p{i}-{phase}/checkpoint_")]
         assert any(k.endswith("open_clip_pytorch_model.bin") for k in ckpts), (phase, sorted(keys)[:50])
         assert any(k.endswith("train_state.pt") for k in ckpts)
-    from mlflow.tracking import MlflowClient
-
-    exp = MlflowClient(uri).get_experiment_by_name("s3-smoke")
-    (parent,) = [r for r in MlflowClient(uri).search_runs([exp.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    client = MlflowClient(cloud_run["uri"])
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    (parent,) = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and 0 <= parent.data.metrics["stage1/score"] <= 1
 
 
