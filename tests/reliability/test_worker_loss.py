@@ -1,5 +1,6 @@
 """A Train worker killed mid-phase: the group restarts, resumes from the latest checkpoint, and the
-run finishes with metrics that agree with an uninterrupted run; the same seed reproduces exactly."""
+run finishes with metrics that agree with an uninterrupted run of the same seed, which it matches
+exactly, step for step, up to the kill."""
 from __future__ import annotations
 
 import math
@@ -17,27 +18,16 @@ TOLERANCE = 0.15  # stage scores of an interrupted vs an uninterrupted run (data
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    runs = []
-    for name in ("ref-a", "ref-b"):
-        cwd = tmp_path_factory.mktemp(name)
-        uri = f"sqlite:///{cwd / 'm.db'}"
-        proc = run_train(cwd, uri, ["--set", "tracking.experiment=faults"])
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        runs.append((MlflowClient(uri), phase_runs(MlflowClient(uri), "faults")))
-    return runs
+    cwd = tmp_path_factory.mktemp("reference")
+    uri = f"sqlite:///{cwd / 'm.db'}"
+    proc = run_train(cwd, uri, ["--set", "tracking.experiment=faults"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return MlflowClient(uri), phase_runs(MlflowClient(uri), "faults")
 
 
 def _final_scores(client, runs) -> dict[str, float]:
     m = client.get_run(runs["anatomy"].info.run_id).data.metrics
     return {f"stage{s}": m[f"stage{s}/score"] for s in range(1, 6)}
-
-
-@pytest.mark.slow
-def test_same_seed_same_metrics(reference):
-    (ca, ra), (cb, rb) = reference
-    for phase in ("modality", "anatomy"):
-        assert history(ca, ra[phase].info.run_id, "train/loss") == history(cb, rb[phase].info.run_id, "train/loss")
-    assert _final_scores(ca, ra) == _final_scores(cb, rb)
 
 
 @pytest.mark.slow
@@ -73,7 +63,14 @@ def test_killed_worker_resumes_from_checkpoint(tmp_path, reference):
     assert 0 <= lost <= CHECKPOINT_EVERY, f"lost {lost} steps"
     steps = {s for s, _ in history(client, runs["anatomy"].info.run_id, "train/step")}
     assert steps == set(range(1, 9))  # every step logged, none missing after the restart
-    ref_client, ref_runs = reference[0]
+    ref_client, ref_runs = reference
+    # the same seed reproduces the uninterrupted run exactly: phase 1, and phase 2 up to the checkpoint
+    # it resumed from (after it, the restarted data stream draws its own order)
+    ref_loss = {p: history(ref_client, ref_runs[p].info.run_id, "train/loss") for p in ("modality", "anatomy")}
+    assert history(client, runs["modality"].info.run_id, "train/loss") == ref_loss["modality"]
+    up_to = resumed[-1][1]
+    assert [x for x in history(client, runs["anatomy"].info.run_id, "train/loss") if x[0] <= up_to] == \
+        [x for x in ref_loss["anatomy"] if x[0] <= up_to]
     got, want = _final_scores(client, runs), _final_scores(ref_client, ref_runs)
     assert all(math.isfinite(v) for v in got.values())
     assert max(abs(got[k] - want[k]) for k in got) <= TOLERANCE, (got, want)
