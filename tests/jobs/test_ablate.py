@@ -25,7 +25,7 @@ def test_sweep_killed_then_resumed_runs_each_trial_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
     # Two arms, one seed, over a two-phase curriculum: the mechanics of a full --smoke sweep (kill after
-    # the first finished trial, resume the rest) at a sixth of its cost (README "Ablations" reports the
+    # the first finished trial, resume the rest) in 4 of its 40 phase fits (README "Ablations" reports the
     # full one; tests/curriculum/test_ablation.py builds all four arms).
     two_phases = ("curriculum={name: two_phase, phases: [{name: modality, steps: 3, warmup_steps: 1}, "
                   "{name: localization, steps: 3, warmup_steps: 1}]}")
