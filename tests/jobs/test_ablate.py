@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from curricula import two_phases
 
 ARMS = ["curriculum", "anti_curriculum"]
 
@@ -27,11 +28,9 @@ def test_sweep_killed_then_resumed_runs_each_trial_once(tmp_path):
     # Two arms, one seed, over a two-phase curriculum: the mechanics of a full --smoke sweep (kill after
     # the first finished trial, resume the rest) in 4 of its 40 phase fits (README "Ablations" reports the
     # full one; tests/curriculum/test_ablation.py builds all four arms).
-    two_phases = ("curriculum={name: two_phase, phases: [{name: modality, steps: 3, warmup_steps: 1}, "
-                  "{name: localization, steps: 3, warmup_steps: 1}]}")
     cmd = [sys.executable, "-m", "radisim.jobs.ablate", "--smoke", "--set", "ablate.seeds=[0]",
            "--set", f"ablate.orderings=[{', '.join(ARMS)}]",
-           "--set", two_phases, "--set", "tracking.experiment=ablate-test"]
+           "--set", two_phases(second="localization", steps=3, replay=None), "--set", "tracking.experiment=ablate-test"]
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     client = MlflowClient(uri)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from curricula import two_phases
 from raycluster import start_head
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Two phases: the submission path is what is under test; the five-phase run tree is test_train_smoke's.
-TWO_PHASES = ("curriculum={name: two_phase, phases: [{name: modality, steps: 4, warmup_steps: 1}, "
-              "{name: anatomy, steps: 4, warmup_steps: 1, replay: 0.2}]}")
+TWO_PHASES = two_phases()
 PHASES = ["modality", "anatomy"]
 MAX_UPLOAD_MIB = 5.0  # the code and configs are well under 1 MiB; .venv or .git would blow this
 

@@ -8,10 +8,9 @@ from services import BUCKET, EXPERIMENT, TWO_PHASES, mlflow_server, run_smoke_tr
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
-    """A moto S3 server with BUCKET: (its workdir, the environment that points clients at it)."""
-    work = tmp_path_factory.mktemp("s3")
-    with s3_server(work, BUCKET) as env:
-        yield work, env
+    """A moto S3 server with BUCKET: the environment that points clients at it."""
+    with s3_server(tmp_path_factory.mktemp("s3"), BUCKET) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")
@@ -19,10 +18,9 @@ def cloud_run(s3, tmp_path_factory):
     """`train --smoke` (two phases) set up the way a cluster runs it: Ray Train checkpoints on S3-compatible
     storage, metrics and artifacts on a remote `mlflow server`. One run for both kinds of test, since
     each phase fit costs ~25 s of Ray Train start-up on 2 cores."""
-    _, env = s3
     work = tmp_path_factory.mktemp("cloud-run")
     with mlflow_server(work / "server") as uri:
-        proc = run_smoke_train(work, {**env, "MLFLOW_TRACKING_URI": uri}, "train.num_workers=1", TWO_PHASES,
+        proc = run_smoke_train(work, {**s3, "MLFLOW_TRACKING_URI": uri}, "train.num_workers=1", TWO_PHASES,
                                f"train.storage_path=s3://{BUCKET}/ray", f"tracking.experiment={EXPERIMENT}")
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-        yield {"uri": uri, "work": work, "out": proc.stdout, "s3_env": env}
+        yield {"uri": uri, "work": work, "out": proc.stdout, "s3_env": s3}

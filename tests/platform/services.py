@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from curricula import two_phases
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,9 +107,8 @@ def s3_keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
 
 
 #: Two --smoke-sized phases: what these tests check (storage, tracking server) is the same for each of
-#: the five phases, and each phase fit costs ~30 s of Ray Train start-up on 2 cores.
-TWO_PHASES = ("curriculum={name: two_phase, phases: [{name: modality, steps: 4, warmup_steps: 1}, "
-              "{name: anatomy, steps: 4, warmup_steps: 1, replay: 0.2}]}")
+#: the five phases.
+TWO_PHASES = two_phases()
 TWO_PHASE_NAMES = ["modality", "anatomy"]
 #: Where conftest.py's `cloud_run` keeps its checkpoints and its MLflow runs.
 BUCKET = "radisim-test"

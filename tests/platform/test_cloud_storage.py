@@ -35,7 +35,7 @@ def test_phase_manifests_read_from_s3(s3, tmp_path, monkeypatch):
     from radisim.curriculum.phantom import write_phantom_dataset
     from radisim.platform.data.pipeline import phase_counts, phase_dataset, train_dir
 
-    _, env = s3
+    env = s3
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     local = tmp_path / "phantom"

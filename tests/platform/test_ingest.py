@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from curricula import two_phases
 from dicom_factory import PLANTED_PHI, write_dicom
 from radisim.curriculum.phases import PHASE_INDEX, PHASES
 from radisim.platform.data.ingest.sources import discover, expand_braces
@@ -257,8 +258,7 @@ def test_training_job_trains_from_ingested_data(ingested, tmp_path):
     res = subprocess.run([sys.executable, "-m", "radisim.jobs.train", "--smoke", "--set", f"data.root={root}",
                           "--set", "eval.after_each_phase=false", "--set", "eval.untrained_baseline=false",
                           "--set", "train.batch_size=2", "--set", "data.shuffle_buffer=8",
-                          "--set", "curriculum={name: ingested, phases: [{name: modality, steps: 2, warmup_steps: 1}, "
-                          "{name: grading, steps: 2, warmup_steps: 1, replay: 0.2}]}"],
+                          "--set", two_phases(second="grading", steps=2, name="ingested")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, (phases, res.stdout[-3000:], res.stderr[-6000:])
 

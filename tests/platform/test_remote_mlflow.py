@@ -16,12 +16,6 @@ from services import EXPERIMENT, ROOT, TWO_PHASE_NAMES, chromium, render
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
-@pytest.fixture(scope="module")
-def remote(cloud_run):
-    """conftest.py's run, which logged to a remote `mlflow server` (and kept its checkpoints on S3)."""
-    return cloud_run
-
-
 def api(uri: str, endpoint: str, body: dict | None = None, **query) -> dict:
     url = f"{uri}/api/2.0/mlflow/{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
     data = json.dumps(body).encode() if body is not None else None
@@ -45,8 +39,8 @@ def metrics(run: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_run_tree_and_stage_scores_over_rest(remote):
-    _, runs = runs_by_rest(remote["uri"])
+def test_run_tree_and_stage_scores_over_rest(cloud_run):
+    _, runs = runs_by_rest(cloud_run["uri"])
     parents = [r for r in runs if "mlflow.parentRunId" not in tags(r)]
     assert len(parents) == 1
     parent = parents[0]
@@ -60,15 +54,15 @@ def test_run_tree_and_stage_scores_over_rest(remote):
     assert {p["key"]: p["value"] for p in parent["data"]["params"]}["model.name"] == "radisim-tiny"
     # artifacts went through the server (--serve-artifacts), not to a path on the client
     assert parent["info"]["artifact_uri"].startswith("mlflow-artifacts:")
-    listed = api(remote["uri"], "artifacts/list", run_id=parent["info"]["run_id"], path="report")
+    listed = api(cloud_run["uri"], "artifacts/list", run_id=parent["info"]["run_id"], path="report")
     assert {"report/stage_scores_radar.png", "report/stage_scores.csv"} <= {f["path"] for f in listed["files"]}
-    assert f"in {remote['uri']}" in remote["out"]
+    assert f"in {cloud_run['uri']}" in cloud_run["out"]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(chromium() is None, reason="chromium not installed (make test installs it)")
-def test_ui_renders_runs_and_stage_score_comparison(remote, tmp_path):
-    uri = remote["uri"]
+def test_ui_renders_runs_and_stage_score_comparison(cloud_run, tmp_path):
+    uri = cloud_run["uri"]
     exp_id, runs = runs_by_rest(uri)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     parent = next(r for r in runs if "mlflow.parentRunId" not in tags(r))

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import psutil
+from curricula import two_phases
 
 #: Two short phases: enough to cross a phase boundary, cheap enough to run several times.
-TWO_PHASES = ("curriculum={name: two_phase, phases: [{name: modality, steps: 8, warmup_steps: 1}, "
-              "{name: anatomy, steps: 8, warmup_steps: 1, replay: 0.2}]}")
+TWO_PHASES = two_phases(steps=8)
 SMALL = ["--smoke", "--set", TWO_PHASES, "--set", "train.log_every=1", "--set", "train.checkpoint_every=2",
          "--set", "eval.n_bootstrap=20"]
 
