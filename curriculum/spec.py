@@ -38,6 +38,10 @@ class PhaseSpec(BaseModel):
     replay: float = Field(0.0, ge=0, lt=1)
     #: Towers kept fixed in this phase.
     freeze: list[Literal["visual", "text"]] = Field(default_factory=list)
+    #: Counterfactual captions per sample (curriculum/counterfactuals.py): hard negatives that differ
+    #: from the true caption only in what the row's phase teaches ("upper left" -> "lower right").
+    #: Each costs one more caption through the text tower.
+    hard_negatives: int = Field(0, ge=0, le=8)
 
     @model_validator(mode="after")
     def _data_defaults_to_name(self) -> "PhaseSpec":

@@ -69,9 +69,13 @@ def decode_gray(data: bytes, size: int) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8)
 
 
-def preprocess(batch: dict, image_size: int, model_name: str) -> dict:
+def preprocess(batch: dict, image_size: int, model_name: str, hard_negatives: int = 0, seed: int = 0) -> dict:
     """Decode, grayscale, resize, tokenize. Undecodable images are dropped and counted in a warning
     that names a sample of their ids; they never stop the phase.
+
+    `hard_negatives` = k > 0 adds k counterfactual captions per row (curriculum.counterfactuals, by the
+    row's phase tag), tokenized as `neg_text` [B, k, context], and `neg_mask` [B, k] (False where no
+    counterfactual exists, e.g. a caption with no vocabulary term to change).
 
     A plain function rather than an actor: Ray runs it in pooled task workers that survive from one
     phase's Dataset to the next, where an actor pool would start new processes for every phase.
@@ -89,7 +93,22 @@ def preprocess(batch: dict, image_size: int, model_name: str) -> dict:
     captions = [str(batch["caption"][i]) for i in keep]
     text = tokenizer(captions).numpy() if captions else np.zeros((0, tokenizer.context_length), np.int64)
     image = np.stack(images) if images else np.zeros((0, image_size, image_size), np.uint8)
-    return {"image": image, "text": text.astype(np.int64)}
+    out = {"image": image, "text": text.astype(np.int64)}
+    if hard_negatives:
+        phases = [str(batch["phase"][i]) for i in keep]
+        out["neg_text"], out["neg_mask"] = _counterfactual_tokens(captions, phases, hard_negatives, seed, tokenizer)
+    return out
+
+
+def _counterfactual_tokens(captions: list[str], phases: list[str], k: int, seed: int, tokenizer):
+    from radisim.curriculum.counterfactuals import counterfactuals
+
+    negs = [counterfactuals(c, p, k, seed) for c, p in zip(captions, phases)]
+    mask = np.array([[n is not None for n in row] for row in negs], dtype=bool).reshape(len(captions), k)
+    flat = [n or "" for row in negs for n in row]
+    ctx = tokenizer.context_length
+    tokens = tokenizer(flat).numpy().astype(np.int64) if flat else np.zeros((0, ctx), np.int64)
+    return tokens.reshape(len(captions), k, -1), mask
 
 
 def phase_dataset(
@@ -100,6 +119,7 @@ def phase_dataset(
     seed: int = 0,
     preprocess_cpus: float = 0.5,
     samples: int = 0,
+    hard_negatives: int = 0,
 ):
     """A lazy Ray Dataset for one phase: rows whose tag is in `mix`, each kept with its tag's
     probability (curriculum.pacing.phase_mix). Nothing is read until a Train worker iterates.
@@ -131,7 +151,7 @@ def phase_dataset(
         ds = ds.union(*(one_pass(k) for k in range(1, passes)))
     return ds.map_batches(
         preprocess,
-        fn_kwargs={"image_size": image_size, "model_name": model_name},
+        fn_kwargs={"image_size": image_size, "model_name": model_name, "hard_negatives": hard_negatives, "seed": seed},
         num_cpus=preprocess_cpus,
         batch_size=256,
         batch_format="numpy",

@@ -62,10 +62,34 @@ def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (x - mean) / std
 
 
-def _compute_loss(loss_fn, out: dict, kind: str) -> torch.Tensor:
-    if kind == "siglip":
-        return loss_fn(out["image_features"], out["text_features"], out["logit_scale"], out["logit_bias"])
-    return loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+def _compute_loss(loss_fn, out: dict, kind: str, neg_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The phase's contrastive loss; with `neg_mask` [B, k], the text features hold the B captions
+    followed by their B*k counterfactuals, and `counterfactual_loss` is added."""
+    image, text, scale = out["image_features"], out["text_features"], out["logit_scale"]
+    bias = out.get("logit_bias")
+    negatives = None
+    if neg_mask is not None:
+        n = image.shape[0]
+        text, negatives = text[:n], text[n:].view(n, neg_mask.shape[1], -1)
+    loss = loss_fn(image, text, scale, bias) if kind == "siglip" else loss_fn(image, text, scale)
+    if negatives is not None:
+        loss = loss + counterfactual_loss(image, text, negatives, neg_mask, scale, bias if kind == "siglip" else None)
+    return loss
+
+
+def counterfactual_loss(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor,
+                        logit_scale: torch.Tensor, logit_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Each image against its own caption and that caption's counterfactuals [B, k, D] (masked where
+    none exists). CLIP: cross-entropy of the true caption among the k + 1; SigLIP (`logit_bias` given):
+    each counterfactual is one more negative pair, normalised per image as SigLIP's loss is.
+    Per-sample and local to the rank: no gather, so DDP needs nothing extra."""
+    neg = logit_scale * torch.einsum("bd,bkd->bk", image, negatives)
+    if logit_bias is not None:
+        pairs = torch.nn.functional.logsigmoid(-(neg + logit_bias))
+        return -(pairs * mask).sum() / image.shape[0]
+    pos = logit_scale * (image * text).sum(-1, keepdim=True)
+    logits = torch.cat([pos, neg.masked_fill(~mask, float("-inf"))], dim=1)
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
 
 def train_phase(cfg: dict[str, Any]) -> None:
@@ -122,13 +146,16 @@ def train_phase(cfg: dict[str, Any]) -> None:
     parent_logger = RunLogger(cfg["tracking_uri"], cfg["parent_run_id"]) if logger and cfg["parent_run_id"] else None
     shard = ray.train.get_dataset_shard("train")  # [ray]
     batch_size = tcfg["batch_size"]
+    dtypes = {"image": torch.uint8, "text": torch.long}
+    if phase["hard_negatives"]:
+        dtypes.update(neg_text=torch.long, neg_mask=torch.bool)
     window = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "samples": 0}
     phase_t0, first_batch_s = time.perf_counter(), None
     epoch = 0
     model.train()
     while step < total:
         batches = shard.iter_torch_batches(  # [ray] streams this worker's split of the phase dataset
-            batch_size=batch_size, dtypes={"image": torch.uint8, "text": torch.long}, device=device,
+            batch_size=batch_size, dtypes=dtypes, device=device,
             drop_last=True, local_shuffle_buffer_size=cfg["shuffle_buffer"] or None,
             local_shuffle_seed=cfg["seed"] * 1000 + epoch + step, prefetch_batches=2,
         )
@@ -146,10 +173,12 @@ def train_phase(cfg: dict[str, Any]) -> None:
                 window["wait"] += time.perf_counter() - t_wait
             if batch is None:
                 break
-            images = normalise(batch["image"], mean, std)
+            images, text, neg_mask = normalise(batch["image"], mean, std), batch["text"], batch.get("neg_mask")
+            if neg_mask is not None:  # one text-tower pass over captions and counterfactuals together
+                text = torch.cat([text, batch["neg_text"].flatten(0, 1)])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = model(images, batch["text"])
-                loss = _compute_loss(loss_fn, out, phase["loss"])
+                out = model(images, text)
+                loss = _compute_loss(loss_fn, out, phase["loss"], neg_mask)
             if tcfg["debug_nan_at_step"] == step + 1:  # fault injection: exercises the guard below
                 loss = loss * float("nan")
             if _any_rank(not torch.isfinite(loss).item(), world):

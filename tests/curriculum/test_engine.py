@@ -71,6 +71,8 @@ def test_spec_validation_errors():
         CurriculumSpec.model_validate({"name": "x", "pacing": {"name": "zigzag"}, "phases": [{"name": "modality", "steps": 1}]})
     with pytest.raises(ValueError, match="freezing both"):
         CurriculumSpec.model_validate({"name": "x", "phases": [{"name": "modality", "steps": 1, "freeze": ["visual", "text"]}]})
+    with pytest.raises(ValueError, match=r"phases\.0\.hard_negatives"):
+        CurriculumSpec.model_validate({"name": "x", "phases": [{"name": "modality", "steps": 1, "hard_negatives": 9}]})
 
 
 def test_lr_schedules():

@@ -1,0 +1,202 @@
+"""Counterfactual captions: hard negatives that differ from a caption only in what its phase teaches.
+
+Why: the other captions of a CLIP batch mostly differ from an image's own caption in modality, body
+part or organ, so the contrastive loss falls without the model learning a phase's fine distinction.
+On the embedded default, after the whole curriculum the text tower still mapped "... in the upper
+left" and "... in the lower right", or "no pneumonia" and "pneumonia", to the same embedding (cosine
+0.996-1.000), and localization stayed at chance. A counterfactual puts exactly that distinction next
+to the true caption (the idea of NegCLIP, Yuksekgonul et al., ICLR 2023), and it is the decision the
+zero-shot evaluation asks for.
+
+One rule per granularity (curriculum.phases.PHASES), driven by the vocabulary in curriculum/vocab/:
+
+- modality      a modality term -> a term of another modality        "CT of the chest" -> "MRI of the chest"
+- anatomy       an organ -> another organ of its body region,        "showing the liver" -> "showing the spleen"
+                a body-region term -> a term of another region
+- localization  flip a non-empty subset of the positional words      "upper left" -> "lower left"
+                (location.yaml `opposites`)
+- abnormality   negate a present finding, or un-negate a negated one "with pneumonia" <-> "with no pneumonia"
+- grading       a term -> another of its `contrasts` group           "high grade glioma" -> "low grade glioma"
+                (grading.yaml), a grade numeral -> another, a size   "WHO grade 2" -> "WHO grade 3",
+                -> three times larger or smaller                     "12 mm" -> "36 mm"
+
+A caption gets its phase's rule; when that rule finds nothing to change, the next coarser rule is
+tried ("the finest distinction the caption allows"). `None` means no rule applies.
+"""
+from __future__ import annotations
+
+import functools
+import random
+import re
+import zlib
+from typing import Callable, Optional
+
+from .phases import PHASES
+from .tagger import Vocabulary, _negated, _term_regex, load_vocabulary
+
+_ROMAN = ("i", "ii", "iii", "iv")
+_GRADE_RE = re.compile(r"\b(grade\s+)(iv|i{1,3}|[1-4])\b", re.IGNORECASE)
+_SIZE_RE = re.compile(r"\b(\d+(?:\.\d+)?)(\s?)(mm|cm)\b", re.IGNORECASE)
+_SPACES = re.compile(r"\s{2,}")
+
+
+def counterfactual(caption: str, phase: str, rng: random.Random) -> Optional[str]:
+    """One caption that differs from `caption` in what `phase` teaches (or a coarser phase); None if none."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+    rules = _rules()
+    for name in reversed(PHASES[: PHASES.index(phase) + 1]):
+        out = rules[name](caption, rng)
+        if out is not None and out.lower() != caption.lower():
+            return out
+    return None
+
+
+def counterfactuals(caption: str, phase: str, k: int, seed: int = 0) -> list[Optional[str]]:
+    """`k` counterfactuals of one caption, the same on every call (the rng is seeded from the caption),
+    so that a retried or resumed phase sees the same negatives."""
+    rng = random.Random(zlib.crc32(f"{seed}|{phase}|{caption}".encode()))
+    return [counterfactual(caption, phase, rng) for _ in range(k)]
+
+
+# ------------------------------------------------------------------------------------------- rules
+
+
+@functools.lru_cache(maxsize=1)
+def _rules() -> dict[str, Callable[[str, random.Random], Optional[str]]]:
+    v = load_vocabulary()
+    return {
+        "modality": functools.partial(_swap_group, contrasts=_Contrasts.exclusive(v.raw["modality"])),
+        "anatomy": functools.partial(_swap_anatomy, vocab=v),
+        "localization": functools.partial(_flip_positions, opposites=v.raw["location"]["opposites"]),
+        "abnormality": functools.partial(_toggle_negation, vocab=v),
+        "grading": functools.partial(_swap_grading, groups=_Contrasts.groups(v.raw["grading"]["contrasts"])),
+    }
+
+
+class _Contrasts:
+    """Terms and, for each, its alternatives (what a counterfactual may put in its place); found in
+    text longest first, on word boundaries."""
+
+    def __init__(self, alternatives: dict[str, set[str]]):
+        self.alts = alternatives
+        self.regex = _term_regex(alternatives)
+
+    @classmethod
+    def groups(cls, groups) -> "_Contrasts":
+        """Groups of mutually exclusive terms: each term against the rest of its groups."""
+        alts: dict[str, set[str]] = {}
+        for g in groups:
+            g = [str(t).lower() for t in g]
+            for t in g:
+                alts.setdefault(t, set()).update(g)
+        return cls(alts)
+
+    @classmethod
+    def exclusive(cls, classes: dict) -> "_Contrasts":
+        """Classes of synonyms: each term against the leading term of every other class."""
+        alts: dict[str, set[str]] = {}
+        for label, terms in classes.items():
+            others = {str(t).lower() for other, ts in classes.items() if other != label for t in ts[:1]}
+            for t in terms:
+                alts.setdefault(str(t).lower(), set()).update(others)
+        return cls(alts)
+
+    def alternatives(self, term: str, text: str = "") -> list[str]:
+        """`term`'s alternatives, without those naming the same thing or already in `text`."""
+        term = term.lower()
+        present = [m.group(1) for m in self.regex.finditer(text)]
+        return sorted(t for t in self.alts[term] if not any(_same_thing(t, w) for w in [term, *present]))
+
+
+def _same_thing(a: str, b: str) -> bool:
+    """"kidney"/"kidneys", "meniscus"/"menisci", "aorta"/"thoracic aorta": synonyms, not alternatives."""
+    return a[:5] in b or b[:5] in a
+
+
+_ARTICLE = re.compile(r"(?:^|(?<=\s))(an?)\s+$", re.IGNORECASE)
+
+
+def _replace(text: str, start: int, end: int, new: str) -> str:
+    """`text` with [start, end) replaced by `new`; a preceding "a"/"an" follows the new word, and
+    "a" + "no X" becomes "no X"."""
+    head = text[:start]
+    article = _ARTICLE.search(head)
+    if article and new:
+        if new.lower().startswith("no "):
+            head = head[: article.start()]
+        else:
+            head = head[: article.start()] + ("an " if new[0].lower() in "aeioux" else "a ")  # "an x-ray"
+    return _SPACES.sub(" ", head + new + text[end:]).strip()
+
+
+def _swap_group(text: str, rng: random.Random, contrasts: _Contrasts) -> Optional[str]:
+    found = list(contrasts.regex.finditer(text.lower()))
+    if not found:
+        return None
+    m = rng.choice(found)
+    alternatives = contrasts.alternatives(m.group(1), text.lower())
+    return _replace(text, m.start(), m.end(), rng.choice(alternatives)) if alternatives else None
+
+
+@functools.lru_cache(maxsize=1)
+def _anatomy_groups() -> tuple[_Contrasts, _Contrasts]:
+    """Organs grouped by body region; region terms grouped across regions (one term per region each)."""
+    raw = load_vocabulary().raw["anatomy"]
+    by_region: dict[str, list[str]] = {}
+    for organ, region in raw["organs"].items():
+        by_region.setdefault(region, []).append(str(organ))
+    return _Contrasts.groups(by_region.values()), _Contrasts.exclusive(raw["regions"])
+
+
+def _swap_anatomy(text: str, rng: random.Random, vocab: Vocabulary) -> Optional[str]:
+    organs, regions = _anatomy_groups()
+    # Organs first: "the liver" -> "the spleen" is the finer (and harder) contrast than "abdomen" -> "chest".
+    return _swap_group(text, rng, organs) or _swap_group(text, rng, regions)
+
+
+def _flip_positions(text: str, rng: random.Random, opposites: dict[str, str]) -> Optional[str]:
+    found = list(_term_regex(opposites).finditer(text.lower()))
+    if not found:
+        return None
+    flip = [rng.random() < 0.5 for _ in found]
+    if not any(flip):
+        flip[rng.randrange(len(found))] = True
+    for m, f in sorted(zip(found, flip), key=lambda x: -x[0].start()):
+        if f:
+            text = text[: m.start()] + opposites[m.group(1)] + text[m.end():]
+    return text
+
+
+def _toggle_negation(text: str, rng: random.Random, vocab: Vocabulary) -> Optional[str]:
+    low = " ".join(text.lower().split())
+    text = " ".join(text.split())  # the same character offsets as `low`
+    found = [m for m in vocab.finding_re.finditer(low)
+             if any(kind == "finding" for kind, _ in vocab.finding_terms[m.group(1)])]
+    if not found:
+        return None
+    m = rng.choice(found)
+    if not _negated(low, m.start(), vocab):
+        return _replace(text, m.start(), m.start(), "no ")
+    cues = [c for c in vocab.negation_re.finditer(low[: m.start()])]
+    cue = cues[-1]
+    return _replace(text, cue.start(), cue.end(), "with" if cue.group(1) == "without" else "")
+
+
+def _swap_grading(text: str, rng: random.Random, groups: _Contrasts) -> Optional[str]:
+    low = text.lower()
+    edits = [(m.start(), m.end(), rng.choice(alts)) for m in groups.regex.finditer(low)
+             if (alts := groups.alternatives(m.group(1)))]
+    for m in _GRADE_RE.finditer(text):
+        num = m.group(2).lower()
+        choices = _ROMAN if num in _ROMAN else ("1", "2", "3", "4")
+        new = rng.choice([c for c in choices if c != num])
+        edits.append((m.start(2), m.end(2), new.upper() if m.group(2).isupper() else new))
+    for m in _SIZE_RE.finditer(text):
+        size = float(m.group(1))
+        new = size * 3 if size < 10 or rng.random() < 0.5 else size / 3
+        edits.append((m.start(1), m.end(1), f"{new:.0f}" if new >= 1 else f"{new:.1f}"))
+    if not edits:
+        return None
+    start, end, new = rng.choice(edits)
+    return _replace(text, start, end, new)

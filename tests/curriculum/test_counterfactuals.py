@@ -1,0 +1,88 @@
+"""Counterfactual captions: each changes exactly what its phase teaches, checked with the phase tagger."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from radisim.curriculum.counterfactuals import counterfactual, counterfactuals
+from radisim.curriculum.phantom import generate_case
+from radisim.curriculum.phases import PHASES
+from radisim.curriculum.tagger import tag_caption
+
+
+def _phantom_captions(n=60):
+    return [(phase, cap) for i in range(n) for phase, cap in generate_case(3, i).captions.items()]
+
+
+def test_every_phantom_caption_has_a_counterfactual_and_it_differs():
+    for phase, cap in _phantom_captions():
+        for neg in counterfactuals(cap, phase, 3):
+            assert neg is not None and neg.lower() != cap.lower(), (phase, cap)
+
+
+def test_deterministic_per_caption_and_seed():
+    cap = "axial CT of the abdomen: the liver is in the upper left of the image"
+    assert counterfactuals(cap, "localization", 4) == counterfactuals(cap, "localization", 4)
+    draws = {tuple(counterfactuals(cap, "localization", 4, seed=s)) for s in range(6)}
+    assert len(draws) > 1
+
+
+def test_modality_swaps_the_modality_and_nothing_else():
+    for cap in ("a CT slice", "an MRI image", "frontal chest radiograph"):
+        tags = tag_caption(cap)
+        for neg in counterfactuals(cap, "modality", 5):
+            t = tag_caption(neg)
+            assert t.modality and t.modality != tags.modality, (cap, neg)
+            assert t.anatomy == tags.anatomy
+    assert counterfactuals("an MR image", "modality", 1) != ["an MR image"]
+
+
+def test_anatomy_swaps_an_organ_for_another_of_its_region():
+    cap = "coronal MR image of the abdomen showing the liver and the spleen"
+    for neg in counterfactuals(cap, "anatomy", 8):
+        t = tag_caption(neg)
+        assert t.anatomy == "abdomen" and set(t.organs) != {"liver", "spleen"}, neg
+        assert neg.count("the liver") + neg.count("the spleen") == 1  # one swapped, never for a synonym or a repeat
+
+
+def test_localization_flips_positions_only():
+    cap = "CT of the abdomen with the liver in the upper left"
+    negs = set(counterfactuals(cap, "localization", 30))
+    assert negs == {cap.replace("upper left", q) for q in ("upper right", "lower left", "lower right")}
+    for neg in negs:
+        assert tag_caption(neg).target_region != tag_caption(cap).target_region
+
+
+@pytest.mark.parametrize("cap,expected", [
+    ("radiograph of the chest with no pneumonia", "radiograph of the chest with pneumonia"),
+    ("Chest radiograph without pleural effusion", "Chest radiograph with pleural effusion"),
+    ("CT of the abdomen showing an enlarged lymph node", "CT of the abdomen showing no enlarged lymph node"),
+    ("a hemorrhage on CT of the head", "no hemorrhage on CT of the head"),
+])
+def test_abnormality_toggles_the_negation(cap, expected):
+    assert counterfactual(cap, "abnormality", random.Random(0)) == expected
+    before, after = tag_caption(cap), tag_caption(expected)
+    assert (before.findings, before.negated) == (after.negated, after.findings)
+
+
+def test_grading_changes_subtype_grade_or_size():
+    cap = "MR image of the head: meningioma, WHO grade 2, 14 mm, at the upper left"
+    negs = counterfactuals(cap, "grading", 40)
+    assert any("WHO grade 1" in n or "WHO grade 3" in n or "WHO grade 4" in n for n in negs)
+    assert any("42 mm" in n or "5 mm" in n for n in negs)
+    assert any(n.startswith("MR image of the head: glioma") or "pituitary adenoma" in n for n in negs)
+    roman = {n.split()[2] for n in counterfactuals("WHO grade II glioma", "grading", 20) if "glioma" in n}
+    assert roman and roman <= {"I", "III", "IV"}  # a Roman numeral stays Roman, in its case
+    for n in negs:
+        assert n.endswith("at the upper left") and tag_caption(n).finding == "tumor"
+
+
+def test_falls_back_to_a_coarser_rule_and_none_when_nothing_applies():
+    # no finding term: the abnormality phase changes the body region instead
+    neg = counterfactual("MR image of the abdomen with no abnormality", "abnormality", random.Random(0))
+    assert neg is not None and tag_caption(neg).anatomy not in ("", "abdomen")
+    assert counterfactuals("an image", "grading", 2) == [None, None]
+    with pytest.raises(ValueError, match="unknown phase"):
+        counterfactual("a CT", "bogus", random.Random(0))
+    assert set(PHASES) == {"modality", "anatomy", "localization", "abnormality", "grading"}
