@@ -1088,6 +1088,10 @@ _MOD_PHRASE = {
 _MOD_SHORT = {"CT": ("CT", "CT scan", "computed tomography"),
               "MR": ("MRI", "MR image", "MRI scan"),
               "DR": ("X-ray", "radiograph")}
+#: Reports say "top left" as often as "upper left"; a model that saw one wording only would meet the
+#: other first in the zero-shot prompts (evals/prompts/localization.yaml uses both).
+REGION_WORDS = {"upper left": ("upper left", "top left"), "upper right": ("upper right", "top right"),
+                "lower left": ("lower left", "bottom left"), "lower right": ("lower right", "bottom right")}
 _PART = {("MR", "head"): ("brain", "head"), ("CT", "head"): ("head", "brain"),
          ("CT", "chest"): ("chest", "thorax"), ("DR", "chest"): ("chest",),
          ("MR", "abdomen"): ("abdomen",), ("CT", "abdomen"): ("abdomen",),
@@ -1159,7 +1163,7 @@ def _captions(rng, case: dict, details: dict, fov: float) -> dict[str, str]:
         f"{_an(v)} {part} {m} showing {ol}",
         f"{v} {part} {m}: {ol}",
     ))
-    org, reg = case["target_organ"], case["target_region"]
+    org, reg = case["target_organ"], _pick(rng, REGION_WORDS[case["target_region"]])
     be = "are" if org in _PLURAL else "is"
     caps["localization"] = _pick(rng, (
         f"{v} {m} of the {part}: the {org} {be} in the {reg} of the image",
@@ -1222,7 +1226,7 @@ def _grading_caption(rng, case, details, fov, m, part, v) -> str:
         det = f"meniscus tear of the {details['where']}, {mm} mm"
     else:  # pneumonia
         det = f"pneumonia with a {mm} mm consolidation"
-    reg = case["finding_region"]
+    reg = _pick(rng, REGION_WORDS[case["finding_region"]])
     return _pick(rng, (
         f"{m} of the {part}: {det}, at the {reg}",
         f"{v} {part} {m} showing {det} in the {reg}",
