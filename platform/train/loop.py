@@ -62,9 +62,9 @@ def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (x - mean) / std
 
 
-def _compute_loss(loss_fn, out: dict, kind: str, neg_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The phase's contrastive loss; with `neg_mask` [B, k], the text features hold the B captions
-    followed by their B*k counterfactuals, and `counterfactual_loss` is added."""
+def _compute_loss(loss_fn, out: dict, kind: str, neg_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The phase's contrastive loss, and its counterfactual part: with `neg_mask` [B, k], the text
+    features hold the B captions followed by their B*k counterfactuals, and `counterfactual_loss` is added."""
     image, text, scale = out["image_features"], out["text_features"], out["logit_scale"]
     bias = out.get("logit_bias")
     negatives = None
@@ -72,9 +72,10 @@ def _compute_loss(loss_fn, out: dict, kind: str, neg_mask: torch.Tensor | None =
         n = image.shape[0]
         text, negatives = text[:n], text[n:].view(n, neg_mask.shape[1], -1)
     loss = loss_fn(image, text, scale, bias) if kind == "siglip" else loss_fn(image, text, scale)
-    if negatives is not None:
-        loss = loss + counterfactual_loss(image, text, negatives, neg_mask, scale, bias if kind == "siglip" else None)
-    return loss
+    if negatives is None:
+        return loss, None
+    counterfactual = counterfactual_loss(image, text, negatives, neg_mask, scale, bias if kind == "siglip" else None)
+    return loss + counterfactual, counterfactual
 
 
 def counterfactual_loss(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor,
@@ -178,7 +179,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
                 text = torch.cat([text, batch["neg_text"].flatten(0, 1)])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = model(images, text)
-                loss = _compute_loss(loss_fn, out, phase["loss"], neg_mask)
+                loss, counterfactual = _compute_loss(loss_fn, out, phase["loss"], neg_mask)
             if tcfg["debug_nan_at_step"] == step + 1:  # fault injection: exercises the guard below
                 loss = loss * float("nan")
             if _any_rank(not torch.isfinite(loss).item(), world):
@@ -191,6 +192,8 @@ def train_phase(cfg: dict[str, Any]) -> None:
                 break
             (loss / accum).backward()
             window["loss"] += loss.item()
+            if counterfactual is not None:
+                window["counterfactual"] = window.get("counterfactual", 0.0) + counterfactual.item()
             window["n"] += 1
             window["samples"] += images.shape[0]
             micro += 1
@@ -249,6 +252,8 @@ def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, 
         "train/step": step,
         **extra,
     }
+    if "counterfactual" in window:  # the part of train/loss that the counterfactual captions add
+        metrics["train/counterfactual_loss"] = window.pop("counterfactual") / max(1, window["n"])
     phase = cfg["phase"]
     if rank == 0:
         say(f"[{phase['name']}] step {step}/{total} loss {metrics['train/loss']:.3f} "

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from radisim.curriculum.spec import load_spec
+
 PHASES = ["modality", "anatomy", "localization", "abnormality", "grading"]
 
 
@@ -36,6 +38,8 @@ def test_run_tree_and_metrics(smoke_run):
     parent = parents[0]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.tags["phase"] for r in children) == sorted(PHASES)
+    hard_negatives = {p.name: p.hard_negatives for p in load_spec("radisim_cl").phases}
+    assert 0 < sum(v > 0 for v in hard_negatives.values()) < len(PHASES)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert parent.data.tags["mlflow.source.git.commit"]
     assert parent.data.params["model.name"] == "radisim-tiny"
@@ -50,6 +54,12 @@ def test_run_tree_and_metrics(smoke_run):
             assert math.isfinite(m[key]) and m[key] >= 0, key
         history = client.get_metric_history(child.info.run_id, "train/loss")
         assert [h.step for h in history] == [2, 4]  # --smoke: 4 steps, log every 2
+        # the bundled spec's counterfactual captions reached the loss, on both DDP ranks' batches
+        if hard_negatives[child.data.tags["phase"]]:
+            part = m["train/counterfactual_loss"]
+            assert 0 < part < m["train/loss"], (child.data.tags["phase"], part)
+        else:
+            assert "train/counterfactual_loss" not in m
     # the parent shows the stage score after each phase, with the untrained model at step 0
     history = client.get_metric_history(parent.info.run_id, "stage1/score")
     assert sorted(h.step for h in history) == [0, 1, 2, 3, 4, 5]

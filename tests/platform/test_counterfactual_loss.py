@@ -44,9 +44,10 @@ def test_compute_loss_splits_captions_from_counterfactuals():
     mask = torch.ones(4, 3, dtype=torch.bool)
     out = {"image_features": img, "text_features": torch.cat([txt, neg.flatten(0, 1)]), "logit_scale": torch.tensor(5.0)}
     clip = build_loss("clip", 0, 1, False, False)
-    total = _compute_loss(clip, out, "clip", mask)
-    plain = _compute_loss(clip, {**out, "text_features": txt}, "clip")
-    assert torch.allclose(total, plain + counterfactual_loss(img, txt, neg, mask, torch.tensor(5.0)))
+    total, part = _compute_loss(clip, out, "clip", mask)
+    plain, none = _compute_loss(clip, {**out, "text_features": txt}, "clip")
+    assert none is None and torch.allclose(part, counterfactual_loss(img, txt, neg, mask, torch.tensor(5.0)))
+    assert torch.allclose(total, plain + part)
     assert math.isfinite(total.item()) and total > plain
 
 
