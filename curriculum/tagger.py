@@ -101,8 +101,9 @@ class Vocabulary:
                 add(self.structure, t, "view", view)
         for t in r["location"]["cues"]:
             add(self.structure, t, "location", t)
-        for t in r["location"]["regions"]:
-            add(self.structure, t, "quadrant", t)
+        for quadrant, terms in r["location"]["regions"].items():
+            for t in terms:
+                add(self.structure, t, "quadrant", quadrant)
         for finding, terms in r["finding"]["findings"].items():
             for t in terms:
                 add(self.finding_terms, t, "finding", finding)
@@ -124,7 +125,7 @@ class Vocabulary:
 
 
 def _validate(raw: dict) -> None:
-    from radisim.curriculum.phases import MODALITIES
+    from radisim.curriculum.phases import MODALITIES, REGIONS
 
     unknown = set(raw["modality"]) - set(MODALITIES)
     if unknown:
@@ -133,6 +134,8 @@ def _validate(raw: dict) -> None:
     bad = {o: r for o, r in raw["anatomy"]["organs"].items() if r not in regions}
     if bad:
         raise ValueError(f"vocab/anatomy.yaml: organs mapped to unknown regions {bad}")
+    if set(raw["location"]["regions"]) != set(REGIONS):
+        raise ValueError(f"vocab/location.yaml: regions must be the quadrants {REGIONS}, got {sorted(raw['location']['regions'])}")
     for p in raw["grading"]["patterns"]:
         re.compile(p)
 

@@ -69,6 +69,8 @@ def test_phantom_captions_tag_to_their_phase():
             t = tag_caption(caption)
             if t.phase != phase or (t.modality and t.modality != case.modality):
                 wrong.append((phase, t.phase, caption))
+            if phase == "localization" and t.target_region != case.target_region:  # "top left" is "upper left"
+                wrong.append((case.target_region, t.target_region, caption))
     assert not wrong, wrong[:5]
 
 
