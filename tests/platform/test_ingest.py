@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from curricula import two_phases
 from dicom_factory import PLANTED_PHI, write_dicom
 from radisim.curriculum.phases import PHASE_INDEX, PHASES
 from radisim.platform.data.ingest.sources import discover, expand_braces
@@ -242,8 +241,8 @@ def test_training_job_trains_from_ingested_data(ingested, tmp_path):
     """Train on the ingested train split. The job's final-phase evaluation always runs and reads the
     phantom-style zero-shot suite from <data.root>/eval, which real data does not have: the root given to
     the job pairs the ingested train/ with a small phantom eval/ (the held-out real split is not a suite).
-    Two phases, the coarsest and the finest: the card above shows every phase has rows, and each phase
-    fit costs ~25 s of Ray Train start-up."""
+    One phase that trains on the rows of every phase tag (each phase fit costs ~25 s of Ray Train
+    start-up; the card above shows that every tag has rows)."""
     from radisim.curriculum.phantom import write_phantom_dataset
 
     _, out, _, _ = ingested
@@ -258,9 +257,11 @@ def test_training_job_trains_from_ingested_data(ingested, tmp_path):
     res = subprocess.run([sys.executable, "-m", "radisim.jobs.train", "--smoke", "--set", f"data.root={root}",
                           "--set", "eval.after_each_phase=false", "--set", "eval.untrained_baseline=false",
                           "--set", "train.batch_size=2", "--set", "data.shuffle_buffer=8",
-                          "--set", two_phases(second="grading", steps=2, name="ingested")],
+                          "--set", f"curriculum={{name: ingested, phases: [{{name: all, data: [{', '.join(PHASES)}], "
+                                   "steps: 2, warmup_steps: 1}]}"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, (phases, res.stdout[-3000:], res.stderr[-6000:])
+    assert "all[2]" in res.stdout  # the one phase, over every tag
 
 
 def test_brace_expansion_and_captions():
