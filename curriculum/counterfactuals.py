@@ -65,10 +65,15 @@ def counterfactuals(caption: str, phase: str, k: int, seed: int = 0) -> list[Opt
 @functools.lru_cache(maxsize=1)
 def _rules() -> dict[str, Callable[[str, random.Random], Optional[str]]]:
     v = load_vocabulary()
+    opposites = v.raw["location"]["opposites"]
+    by_region: dict[str, list[str]] = {}  # organs grouped by body region: "liver" against "spleen"
+    for organ, region in v.raw["anatomy"]["organs"].items():
+        by_region.setdefault(region, []).append(str(organ))
     return {
         "modality": functools.partial(_swap_group, contrasts=_Contrasts.exclusive(v.raw["modality"])),
-        "anatomy": functools.partial(_swap_anatomy, vocab=v),
-        "localization": functools.partial(_flip_positions, opposites=v.raw["location"]["opposites"]),
+        "anatomy": functools.partial(_swap_anatomy, organs=_Contrasts.groups(by_region.values()),
+                                     regions=_Contrasts.exclusive(v.raw["anatomy"]["regions"])),
+        "localization": functools.partial(_flip_positions, opposites=opposites, regex=_term_regex(opposites)),
         "abnormality": functools.partial(_toggle_negation, vocab=v),
         "grading": functools.partial(_swap_grading, groups=_Contrasts.groups(v.raw["grading"]["contrasts"])),
     }
@@ -139,24 +144,13 @@ def _swap_group(text: str, rng: random.Random, contrasts: _Contrasts) -> Optiona
     return _replace(text, m.start(), m.end(), rng.choice(alternatives)) if alternatives else None
 
 
-@functools.lru_cache(maxsize=1)
-def _anatomy_groups() -> tuple[_Contrasts, _Contrasts]:
-    """Organs grouped by body region; region terms grouped across regions (one term per region each)."""
-    raw = load_vocabulary().raw["anatomy"]
-    by_region: dict[str, list[str]] = {}
-    for organ, region in raw["organs"].items():
-        by_region.setdefault(region, []).append(str(organ))
-    return _Contrasts.groups(by_region.values()), _Contrasts.exclusive(raw["regions"])
-
-
-def _swap_anatomy(text: str, rng: random.Random, vocab: Vocabulary) -> Optional[str]:
-    organs, regions = _anatomy_groups()
+def _swap_anatomy(text: str, rng: random.Random, organs: _Contrasts, regions: _Contrasts) -> Optional[str]:
     # Organs first: "the liver" -> "the spleen" is the finer (and harder) contrast than "abdomen" -> "chest".
     return _swap_group(text, rng, organs) or _swap_group(text, rng, regions)
 
 
-def _flip_positions(text: str, rng: random.Random, opposites: dict[str, str]) -> Optional[str]:
-    found = list(_term_regex(opposites).finditer(text.lower()))
+def _flip_positions(text: str, rng: random.Random, opposites: dict[str, str], regex: re.Pattern) -> Optional[str]:
+    found = list(regex.finditer(text.lower()))
     if not found:
         return None
     flip = [rng.random() < 0.5 for _ in found]
@@ -178,8 +172,7 @@ def _toggle_negation(text: str, rng: random.Random, vocab: Vocabulary) -> Option
     m = rng.choice(found)
     if not _negated(low, m.start(), vocab):
         return _replace(text, m.start(), m.start(), "no ")
-    cues = [c for c in vocab.negation_re.finditer(low[: m.start()])]
-    cue = cues[-1]
+    cue = list(vocab.negation_re.finditer(low[: m.start()]))[-1]
     return _replace(text, cue.start(), cue.end(), "with" if cue.group(1) == "without" else "")
 
 

@@ -91,9 +91,8 @@ def preprocess(batch: dict, image_size: int, model_name: str, hard_negatives: in
         log.warning("skipped %d undecodable images, e.g. %s", len(bad), bad[:3])
     tokenizer = _tokenizer(model_name)
     captions = [str(batch["caption"][i]) for i in keep]
-    text = tokenizer(captions).numpy() if captions else np.zeros((0, tokenizer.context_length), np.int64)
     image = np.stack(images) if images else np.zeros((0, image_size, image_size), np.uint8)
-    out = {"image": image, "text": text.astype(np.int64)}
+    out = {"image": image, "text": _tokens(tokenizer, captions)}
     if hard_negatives:
         phases = [str(batch["phase"][i]) for i in keep]
         out["neg_text"], out["neg_mask"] = _counterfactual_tokens(captions, phases, hard_negatives, seed, tokenizer)
@@ -105,10 +104,15 @@ def _counterfactual_tokens(captions: list[str], phases: list[str], k: int, seed:
 
     negs = [counterfactuals(c, p, k, seed) for c, p in zip(captions, phases)]
     mask = np.array([[n is not None for n in row] for row in negs], dtype=bool).reshape(len(captions), k)
-    flat = [n or "" for row in negs for n in row]
-    ctx = tokenizer.context_length
-    tokens = tokenizer(flat).numpy().astype(np.int64) if flat else np.zeros((0, ctx), np.int64)
+    tokens = _tokens(tokenizer, [n or "" for row in negs for n in row])
     return tokens.reshape(len(captions), k, -1), mask
+
+
+def _tokens(tokenizer, texts: list[str]) -> np.ndarray:
+    """int64 [len(texts), context]; an empty list gives an empty array (the tokenizers reject one)."""
+    if not texts:
+        return np.zeros((0, tokenizer.context_length), np.int64)
+    return tokenizer(texts).numpy().astype(np.int64)
 
 
 def phase_dataset(
