@@ -105,7 +105,7 @@ def _counterfactual_tokens(captions: list[str], phases: list[str], k: int, seed:
     negs = [counterfactuals(c, p, k, seed) for c, p in zip(captions, phases)]
     mask = np.array([[n is not None for n in row] for row in negs], dtype=bool).reshape(len(captions), k)
     tokens = _tokens(tokenizer, [n or "" for row in negs for n in row])
-    return tokens.reshape(len(captions), k, -1), mask
+    return tokens.reshape(len(captions), k, tokenizer.context_length), mask  # not -1: B may be 0
 
 
 def _tokens(tokenizer, texts: list[str]) -> np.ndarray:

@@ -85,3 +85,7 @@ def test_preprocess_adds_tokenized_counterfactuals_and_their_mask():
     assert not np.array_equal(out["neg_text"][0, 0], out["text"][0])
     plain = preprocess(batch, image_size=8, model_name="radisim-tiny")
     assert set(plain) == {"image", "text"} and np.array_equal(plain["text"], out["text"])
+    # a batch whose images are all corrupt is dropped whole, counterfactual columns included
+    bad = {k: v[2:3] for k, v in batch.items()}
+    empty = preprocess(bad, image_size=8, model_name="radisim-tiny", hard_negatives=2)
+    assert empty["neg_text"].shape == (0, 2, out["text"].shape[1]) and empty["neg_mask"].shape == (0, 2)
