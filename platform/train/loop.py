@@ -67,15 +67,34 @@ def _compute_loss(loss_fn, out: dict, kind: str, neg_mask: torch.Tensor | None =
     features hold the B captions followed by their B*k counterfactuals, and `counterfactual_loss` is added."""
     image, text, scale = out["image_features"], out["text_features"], out["logit_scale"]
     bias = out.get("logit_bias")
-    negatives = None
-    if neg_mask is not None:
-        n = image.shape[0]
-        text, negatives = text[:n], text[n:].view(n, neg_mask.shape[1], -1)
+    text, negatives = split_counterfactuals(image, text, neg_mask)
     loss = loss_fn(image, text, scale, bias) if kind == "siglip" else loss_fn(image, text, scale)
     if negatives is None:
         return loss, None
     counterfactual = counterfactual_loss(image, text, negatives, neg_mask, scale, bias if kind == "siglip" else None)
     return loss + counterfactual, counterfactual
+
+
+def split_counterfactuals(image: torch.Tensor, text: torch.Tensor, neg_mask: torch.Tensor | None):
+    """Text features [B + B*k, D] -> the B captions' [B, D] and their counterfactuals' [B, k, D] (None without)."""
+    if neg_mask is None:
+        return text, None
+    n = image.shape[0]
+    return text[:n], text[n:].view(n, neg_mask.shape[1], -1)
+
+
+@torch.no_grad()
+def counterfactual_hits(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor,
+                        mask: torch.Tensor) -> tuple[int, int, int]:
+    """(hits, blind hits, pairs): of the `pairs` (caption, counterfactual), how often the true caption
+    scores higher with its own image, and "blind", with the batch's next image. A blind rate as high as
+    the real one means the text tower tells real captions from generated ones by their wording alone,
+    whatever the image shows: the counterfactual term is then solved without learning what it teaches."""
+    def hits(img):
+        margin = (img * text).sum(-1, keepdim=True) - torch.einsum("bd,bkd->bk", img, negatives)
+        return int(((margin > 0) & mask).sum())
+
+    return hits(image), hits(image.roll(1, 0)), int(mask.sum())
 
 
 def counterfactual_loss(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor,
@@ -194,6 +213,9 @@ def train_phase(cfg: dict[str, Any]) -> None:
             window["loss"] += loss.item()
             if counterfactual is not None:
                 window["counterfactual"] = window.get("counterfactual", 0.0) + counterfactual.item()
+                feats = out["image_features"]
+                counts = counterfactual_hits(feats, *split_counterfactuals(feats, out["text_features"], neg_mask), neg_mask)
+                window["cf_hits"] = [a + b for a, b in zip(window.get("cf_hits", (0, 0, 0)), counts)]
             window["n"] += 1
             window["samples"] += images.shape[0]
             micro += 1
@@ -254,6 +276,10 @@ def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, 
     }
     if "counterfactual" in window:  # the part of train/loss that the counterfactual captions add
         metrics["train/counterfactual_loss"] = window.pop("counterfactual") / max(1, window["n"])
+        hits, blind, pairs = window.pop("cf_hits")
+        if pairs:  # is the term learned from the image, or from the counterfactuals' wording alone?
+            metrics["train/counterfactual_acc"] = hits / pairs
+            metrics["train/counterfactual_blind_acc"] = blind / pairs
     phase = cfg["phase"]
     if rank == 0:
         say(f"[{phase['name']}] step {step}/{total} loss {metrics['train/loss']:.3f} "

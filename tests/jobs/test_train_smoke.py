@@ -58,8 +58,9 @@ def test_run_tree_and_metrics(smoke_run):
         if hard_negatives[child.data.tags["phase"]]:
             part = m["train/counterfactual_loss"]
             assert 0 < part < m["train/loss"], (child.data.tags["phase"], part)
+            assert 0 <= m["train/counterfactual_acc"] <= 1 and 0 <= m["train/counterfactual_blind_acc"] <= 1
         else:
-            assert "train/counterfactual_loss" not in m
+            assert not {"train/counterfactual_loss", "train/counterfactual_acc"} & set(m)
     # the parent shows the stage score after each phase, with the untrained model at step 0
     history = client.get_metric_history(parent.info.run_id, "stage1/score")
     assert sorted(h.step for h in history) == [0, 1, 2, 3, 4, 5]

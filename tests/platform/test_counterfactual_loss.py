@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from radisim.platform.data.pipeline import preprocess
-from radisim.platform.train.loop import _compute_loss, build_loss, counterfactual_loss
+from radisim.platform.train.loop import _compute_loss, build_loss, counterfactual_hits, counterfactual_loss
 
 
 def _unit(*shape, seed=0):
@@ -89,3 +89,17 @@ def test_preprocess_adds_tokenized_counterfactuals_and_their_mask():
     bad = {k: v[2:3] for k, v in batch.items()}
     empty = preprocess(bad, image_size=8, model_name="radisim-tiny", hard_negatives=2)
     assert empty["neg_text"].shape == (0, 2, out["text"].shape[1]) and empty["neg_mask"].shape == (0, 2)
+
+
+def test_blind_hits_tell_an_image_grounded_term_from_a_wording_shortcut():
+    eye = torch.eye(8)
+    mask = torch.tensor([[True], [True], [True], [False]])
+    # grounded: each caption matches its own image only, its counterfactual matches none
+    grounded = counterfactual_hits(eye[:4], eye[:4], eye[4:].unsqueeze(1), mask)
+    assert grounded == (3, 0, 3)
+    # shortcut: captions share a direction every image has, counterfactuals point away from it, so the
+    # true caption wins with any image of the batch
+    shared = eye[7]
+    images = F.normalize(eye[:4] + shared, dim=-1)
+    shortcut = counterfactual_hits(images, shared.expand(4, 8), -shared.expand(4, 1, 8), mask)
+    assert shortcut == (3, 3, 3)
