@@ -10,11 +10,15 @@ from .config import RayConfig
 
 log = logging.getLogger(__name__)
 
-#: Ray Train settings for a local Ray (a user's own environment wins). A laptop gets no preemption
-#: notices, and the watcher is one more process start per phase fit; the controller notices a
-#: finished worker group on its next poll, every 2 s by default. Measured on 2 cores, `train --smoke`
-#: (5 fits): 166 s as Ray ships, 157 s with the watcher off, 146 s with both settings.
-LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+#: Ray settings for a local Ray (a user's own environment wins). A laptop gets no preemption notices,
+#: and the watcher is one more process start per phase fit; the controller notices a finished worker
+#: group on its next poll, every 2 s by default. Measured on 2 cores, `train --smoke` (5 fits): 166 s
+#: as Ray ships, 157 s with the watcher off, 146 s with both settings.
+#: Ray Data lists the files of every Parquet read through a pool of FooterReader actors, 32 by default,
+#: each a process start: on 2 cores a 120-step phase waited 24.7 s for its first batch with 32 and
+#: 7.6 s with one (one actor reads a split's few footers on its own 128 I/O threads).
+LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+             "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "1"}
 
 
 def configure_data_context(deterministic: bool = True) -> None:
@@ -40,8 +44,8 @@ def ray_session(cfg: RayConfig, deterministic: bool = True) -> Iterator[None]:
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            for key, value in LOCAL_TRAIN_ENV.items():
-                os.environ.setdefault(key, value)  # Ray Train's controller reads these from the driver
+            for key, value in LOCAL_ENV.items():
+                os.environ.setdefault(key, value)  # read in the driver, and inherited by the local Ray's workers
             ray.init(
                 num_cpus=cfg.num_cpus,
                 object_store_memory=cfg.object_store_mb * 2**20,
