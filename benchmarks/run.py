@@ -65,19 +65,27 @@ class LoadSampler:
 
 @contextmanager
 def local_ray():
-    """A private local Ray for the benchmark (the machine may run other engineers' clusters too): 4 logical
-    CPUs on 2 cores as the platform does (FIELD-NOTES), worker logs not echoed, always shut down."""
+    """A private local Ray for the benchmark (the machine may run other engineers' clusters too), set up
+    as the platform's local Ray is: 4 logical CPUs on 2 cores (FIELD-NOTES) and `raysession.LOCAL_ENV`;
+    worker logs not echoed, always shut down."""
     import ray
 
-    from radisim.platform.raysession import configure_data_context
+    from radisim.platform.raysession import LOCAL_ENV, configure_data_context, use_local_env
 
-    ray.init(num_cpus=4, object_store_memory=300 * 2**20, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}})
-    configure_data_context()
+    before = {key: os.environ.get(key) for key in LOCAL_ENV}
+    use_local_env()
     try:
+        ray.init(num_cpus=4, object_store_memory=300 * 2**20, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}})
+        configure_data_context()
         yield
     finally:
         ray.shutdown()
+        for key, value in before.items():  # the caller's process keeps its own environment
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def say(msg: str) -> None:

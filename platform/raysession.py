@@ -21,6 +21,13 @@ LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_HEALTH_CHECK
              "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "1"}
 
 
+def use_local_env() -> None:
+    """`LOCAL_ENV` into this process's environment before a local `ray.init`: read in the driver, and
+    inherited by the local Ray's workers. A value the user has set wins."""
+    for key, value in LOCAL_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 def configure_data_context(deterministic: bool = True) -> None:
     """Ray Data's progress bars garble job logs and test output (the trainer reports progress itself);
     `deterministic` keeps the streaming executor's output order fixed, so a seed fixes the batches."""
@@ -44,8 +51,7 @@ def ray_session(cfg: RayConfig, deterministic: bool = True) -> Iterator[None]:
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            for key, value in LOCAL_ENV.items():
-                os.environ.setdefault(key, value)  # read in the driver, and inherited by the local Ray's workers
+            use_local_env()
             ray.init(
                 num_cpus=cfg.num_cpus,
                 object_store_memory=cfg.object_store_mb * 2**20,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from radisim.platform.raysession import LOCAL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -106,9 +109,13 @@ def test_tiny_run_writes_every_key(tmp_path, monkeypatch):
     tiny = run.Sizes(steps=4, log_every=2, fits=1, plain_steps=4, train_images=60, eval_images=240, n_bootstrap=10,
                      ingest_rows=64)
     monkeypatch.setattr(run, "QUICK", tiny)
+    for key in LOCAL_ENV:  # the benchmark's Ray runs with the platform's local settings, then drops them
+        monkeypatch.delenv(key, raising=False)
     out = tmp_path / "bench.json"
     assert run.main(["--quick", "--out", str(out)]) == 0
+    assert not any(key in os.environ for key in LOCAL_ENV)
     data = json.loads(out.read_text())
     assert KEYS <= set(data)
     assert all(isinstance(data[k], float) and math.isfinite(data[k]) and data[k] >= 0 for k in KEYS)
     assert list(tmp_path.glob("radisim-tiny_cpu*_*.md"))
+

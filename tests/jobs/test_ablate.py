@@ -37,7 +37,7 @@ def test_sweep_killed_then_resumed_runs_each_trial_once(tmp_path):
     finished_before = {}
     deadline = time.time() + 900
     while time.time() < deadline and first.poll() is None:
-        time.sleep(5)
+        time.sleep(2)
         exp = client.get_experiment_by_name("ablate-test")
         if exp is None:
             continue
