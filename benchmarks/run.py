@@ -21,6 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 
 @dataclass(frozen=True)
@@ -70,22 +71,17 @@ def local_ray():
     worker logs not echoed, always shut down."""
     import ray
 
-    from radisim.platform.raysession import LOCAL_ENV, configure_data_context, use_local_env
+    from radisim.platform.raysession import configure_data_context, use_local_env
 
-    before = {key: os.environ.get(key) for key in LOCAL_ENV}
-    use_local_env()
-    try:
-        ray.init(num_cpus=4, object_store_memory=300 * 2**20, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}})
-        configure_data_context()
-        yield
-    finally:
-        ray.shutdown()
-        for key, value in before.items():  # the caller's process keeps its own environment
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with mock.patch.dict(os.environ):  # the caller's process gets its own environment back
+        use_local_env()
+        try:
+            ray.init(num_cpus=4, object_store_memory=300 * 2**20, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}})
+            configure_data_context()
+            yield
+        finally:
+            ray.shutdown()
 
 
 def say(msg: str) -> None:

@@ -85,16 +85,17 @@ def split_counterfactuals(image: torch.Tensor, text: torch.Tensor, neg_mask: tor
 
 @torch.no_grad()
 def counterfactual_hits(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor,
-                        mask: torch.Tensor) -> tuple[int, int, int]:
-    """(hits, blind hits, pairs): of the `pairs` (caption, counterfactual), how often the true caption
+                        mask: torch.Tensor) -> torch.Tensor:
+    """[hits, blind hits, pairs]: of the `pairs` (caption, counterfactual), how often the true caption
     scores higher with its own image, and "blind", with the batch's next image. A blind rate as high as
     the real one means the text tower tells real captions from generated ones by their wording alone,
-    whatever the image shows: the counterfactual term is then solved without learning what it teaches."""
+    whatever the image shows: the counterfactual term is then solved without learning what it teaches.
+    A tensor on the features' device: the loop sums it per log window and reads it once, at the report."""
     def hits(img):
         margin = (img * text).sum(-1, keepdim=True) - torch.einsum("bd,bkd->bk", img, negatives)
-        return int(((margin > 0) & mask).sum())
+        return ((margin > 0) & mask).sum()
 
-    return hits(image), hits(image.roll(1, 0)), int(mask.sum())
+    return torch.stack([hits(image), hits(image.roll(1, 0)), mask.sum()])
 
 
 def counterfactual_loss(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor,
@@ -215,7 +216,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
                 window["counterfactual"] = window.get("counterfactual", 0.0) + counterfactual.item()
                 feats = out["image_features"]
                 counts = counterfactual_hits(feats, *split_counterfactuals(feats, out["text_features"], neg_mask), neg_mask)
-                window["cf_hits"] = [a + b for a, b in zip(window.get("cf_hits", (0, 0, 0)), counts)]
+                window["cf_hits"] = window.get("cf_hits", 0) + counts
             window["n"] += 1
             window["samples"] += images.shape[0]
             micro += 1
@@ -276,7 +277,7 @@ def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, 
     }
     if "counterfactual" in window:  # the part of train/loss that the counterfactual captions add
         metrics["train/counterfactual_loss"] = window.pop("counterfactual") / max(1, window["n"])
-        hits, blind, pairs = window.pop("cf_hits")
+        hits, blind, pairs = window.pop("cf_hits").tolist()
         if pairs:  # is the term learned from the image, or from the counterfactuals' wording alone?
             metrics["train/counterfactual_acc"] = hits / pairs
             metrics["train/counterfactual_blind_acc"] = blind / pairs

@@ -118,4 +118,3 @@ def test_tiny_run_writes_every_key(tmp_path, monkeypatch):
     assert KEYS <= set(data)
     assert all(isinstance(data[k], float) and math.isfinite(data[k]) and data[k] >= 0 for k in KEYS)
     assert list(tmp_path.glob("radisim-tiny_cpu*_*.md"))
-
