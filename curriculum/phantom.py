@@ -1100,28 +1100,35 @@ _PLURAL = {"lungs", "kidneys", "ribs", "clavicles", "ventricles"}
 #: Pertinent negatives, phrased the way reports state them ("no pneumonia"): a normal study names
 #: the findings its combo looks for as absent, and an abnormal one may name the others. Generic
 #: "no abnormality" teaches nothing about what absence of *this* finding looks like.
-_NEGATED_PHRASE = {
+_NEGATED_PHRASE = {  # the bare phrases of each finding, as a list item ("no X or Y") ...
     "tumor": ("tumor", "brain tumor"),
     "hemorrhage": ("hemorrhage", "intracranial hemorrhage"),
     "acl tear": ("ACL tear",),
     "meniscus tear": ("meniscus tear",),
-    "covid-19 pneumonia": ("COVID-19 pneumonia", "ground-glass opacity"),
-    "lung adenocarcinoma": ("lung nodule", "lung mass"),
+    "covid-19 pneumonia": ("COVID-19 pneumonia", "ground-glass opacities"),
+    "lung adenocarcinoma": ("lung adenocarcinoma", "lung nodule", "lung mass"),
     "enlarged lymph node": ("enlarged lymph node", "lymphadenopathy"),
     "liver tumor": ("liver tumor", "liver lesion"),
     "pneumonia": ("pneumonia", "consolidation"),
 }
-_FINDING_PHRASE = {
-    "tumor": ("a tumor", "a brain tumor"),
-    "hemorrhage": ("a hemorrhage", "an intracranial hemorrhage"),
-    "acl tear": ("an ACL tear", "a torn anterior cruciate ligament (ACL tear)"),
-    "meniscus tear": ("a meniscus tear", "a torn meniscus (meniscus tear)"),
-    "covid-19 pneumonia": ("COVID-19 pneumonia", "findings of COVID-19 pneumonia"),
-    "lung adenocarcinoma": ("a lung adenocarcinoma", "a nodule of lung adenocarcinoma"),
-    "enlarged lymph node": ("an enlarged lymph node",),
-    "liver tumor": ("a liver tumor", "a focal liver tumor"),
-    "pneumonia": ("pneumonia", "a pneumonia"),
-}
+_MASS_NOUNS = {"pneumonia", "consolidation", "lymphadenopathy", "COVID-19 pneumonia", "ground-glass opacities"}
+#: ... and stated as present, with their articles. The same phrases both ways: a phrase that only ever
+#: appeared negated would tell a counterfactual that affirms it from every real caption.
+_FINDING_PHRASE = {f: tuple(p if p in _MASS_NOUNS else ("an " if p[0] in "aeiouAEIOU" else "a ") + p
+                            for p in ps) for f, ps in _NEGATED_PHRASE.items()}
+
+
+#: Report frames of the abnormality captions, shared by normal and abnormal studies. Why shared: with
+#: frames of their own ("normal ...: no X" only for normal studies, "X on ..." only for abnormal ones),
+#: a counterfactual ("no X" <-> "X") was told from the true caption by its frame alone, given any image
+#: of the body part, and the text tower learned that instead of the finding.
+_FINDING_FRAMES = (
+    "{m} of the {part} showing {x}",
+    "{v} {m} of the {part} with {x}",
+    "{part} {m}: {x}",
+    "{x} on {v} {m} of the {part}",
+    "{v} {m} of the {part}, {x} seen",
+)
 
 
 def _an(word: str) -> str:
@@ -1173,24 +1180,14 @@ def _captions(rng, case: dict, details: dict, fov: float) -> dict[str, str]:
     ))
     finding = case["finding"]
     combo_findings = _COMBO_FINDINGS[(mod, anat)]
+    frame = _pick(rng, _FINDING_FRAMES)
     if finding == "none":
-        neg = _negatives(rng, combo_findings) or "abnormality"
-        caps["abnormality"] = _pick(rng, (
-            f"{m} of the {part} with no {neg}",
-            f"normal {v} {m} of the {part}: no {neg}",
-            f"{part} {m}: no {neg}",
-            f"{v} {m} of the {part}, no {neg} seen",
-        ))
+        caps["abnormality"] = frame.format(m=m, part=part, v=v, x="no " + (_negatives(rng, combo_findings)
+                                                                        or "abnormality"))
         return caps
-    fp = _pick(rng, _FINDING_PHRASE[finding])
-    caps["abnormality"] = _pick(rng, (
-        f"{m} of the {part} showing {fp}",
-        f"{v} {m} of the {part} with {fp}",
-        f"{part} {m}: {fp}",
-        f"{fp} on {v} {m} of the {part}",
-    ))
+    caps["abnormality"] = frame.format(m=m, part=part, v=v, x=_pick(rng, _FINDING_PHRASE[finding]))
     others = _negatives(rng, [f for f in combo_findings if f != finding])
-    if others and rng.random() < 0.5:
+    if others and rng.random() < 0.5 and frame.endswith("{x}"):  # "...: X; no Y" reads as "...: no X or Y"
         caps["abnormality"] += f"; no {others}"
     caps["grading"] = _grading_caption(rng, case, details, fov, m, part, v)
     return caps

@@ -87,15 +87,21 @@ def split_counterfactuals(image: torch.Tensor, text: torch.Tensor, neg_mask: tor
 def counterfactual_hits(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor,
                         mask: torch.Tensor) -> torch.Tensor:
     """[hits, blind hits, pairs]: of the `pairs` (caption, counterfactual), how often the true caption
-    scores higher with its own image, and "blind", with the batch's next image. A blind rate as high as
-    the real one means the text tower tells real captions from generated ones by their wording alone,
-    whatever the image shows: the counterfactual term is then solved without learning what it teaches.
-    A tensor on the features' device: the loop sums it per log window and reads it once, at the report."""
+    scores higher with its own image, and "blind", with the batch's most similar other image. A blind
+    rate as high as the real one means the text tower tells real captions from generated ones by their
+    wording, given the kind of image, not by what this image shows: the counterfactual term is then
+    solved without learning what it teaches. The nearest neighbour (usually the same modality and body
+    part), not any other image: a wording shortcut that holds for one body part only was invisible with
+    the batch's next image (on the demo: 0.73 real, 0.55 with the next image, 0.73 with the held-out
+    images of the same body part shuffled). A tensor on the features' device: the loop sums it per log
+    window and reads it once, at the report."""
     def hits(img):
         margin = (img * text).sum(-1, keepdim=True) - torch.einsum("bd,bkd->bk", img, negatives)
         return ((margin > 0) & mask).sum()
 
-    return torch.stack([hits(image), hits(image.roll(1, 0)), mask.sum()])
+    similarity = image @ image.T
+    similarity.fill_diagonal_(float("-inf"))
+    return torch.stack([hits(image), hits(image[similarity.argmax(1)]), mask.sum()])
 
 
 def counterfactual_loss(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor,

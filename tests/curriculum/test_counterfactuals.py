@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 from radisim.curriculum.counterfactuals import counterfactual, counterfactuals
+from radisim.curriculum import phantom
 from radisim.curriculum.phantom import generate_case
 from radisim.curriculum.phases import PHASES
 from radisim.curriculum.tagger import tag_caption
@@ -56,7 +58,7 @@ def test_localization_flips_positions_only():
 
 @pytest.mark.parametrize("cap,expected", [
     ("radiograph of the chest with no pneumonia", "radiograph of the chest with pneumonia"),
-    ("Chest radiograph without pleural effusion", "Chest radiograph with pleural effusion"),
+    ("Chest radiograph without pleural effusion", "Chest radiograph with a pleural effusion"),
     ("CT of the abdomen showing an enlarged lymph node", "CT of the abdomen showing no enlarged lymph node"),
     ("a hemorrhage on CT of the head", "no hemorrhage on CT of the head"),
 ])
@@ -64,6 +66,66 @@ def test_abnormality_toggles_the_negation(cap, expected):
     assert counterfactual(cap, "abnormality", random.Random(0)) == expected
     before, after = tag_caption(cap), tag_caption(expected)
     assert (before.findings, before.negated) == (after.negated, after.findings)
+
+
+@pytest.mark.parametrize("cap,expected", [
+    # one item of a negated list is affirmed, with its article; the others stay negated
+    ("CT of the abdomen with no liver lesion or lymphadenopathy",
+     {"CT of the abdomen with a liver lesion; no lymphadenopathy", "CT of the abdomen with lymphadenopathy; no liver lesion"}),
+    ("normal axial CT of the thorax: no COVID-19 pneumonia, lung nodule or lymphadenopathy",  # "normal" goes too
+     {"axial CT of the thorax: COVID-19 pneumonia; no lung nodule or lymphadenopathy",
+      "axial CT of the thorax: a lung nodule; no COVID-19 pneumonia or lymphadenopathy",
+      "axial CT of the thorax: lymphadenopathy; no COVID-19 pneumonia or lung nodule"}),
+    ("No pneumothorax.", {"A pneumothorax."}),
+    # a stated finding is negated before a negated one is affirmed; "no" takes its article's place and
+    # a following "; no ..." list joins
+    ("MRI scan of the head showing a brain tumor", {"MRI scan of the head showing no brain tumor"}),
+    ("knee MRI: a meniscus tear; no ACL tear", {"knee MRI: no meniscus tear or ACL tear"}),
+    ("sagittal MRI of the knee with a torn meniscus (meniscus tear)", {"sagittal MRI of the knee with no torn meniscus"}),
+    ("a nodule of lung adenocarcinoma on axial CT", {"no nodule of lung adenocarcinoma on axial CT"}),
+])
+def test_abnormality_counterfactuals_read_like_reports(cap, expected):
+    assert set(counterfactuals(cap, "abnormality", 12)) == expected
+
+
+def _alternation(words) -> str:
+    return "|".join(map(re.escape, sorted({w.lower() for w in words}, key=len, reverse=True)))
+
+
+_WORDS = [  # what a frame abstracts away: finding phrases (with articles) first, then the study's words
+    ("F", r"(?:\b(?:an?) )?\b(?:" + _alternation(re.sub(r"^an? ", "", p) for t in (
+        phantom._FINDING_PHRASE, phantom._NEGATED_PHRASE) for ps in t.values() for p in ps) + r")(?![\w-])"),
+    ("M", r"\b(?:" + _alternation(w for ws in phantom._MOD_SHORT.values() for w in ws) + r")(?![\w-])"),
+    ("P", r"\b(?:" + _alternation(w for ws in phantom._PART.values() for w in ws) + r")\b"),
+    ("V", r"\b(?:axial|sagittal|coronal|frontal|lateral|pa)\b"),
+]
+
+
+def _frame(caption: str) -> str:
+    """A phantom caption with its finding phrases (as lists), modality, body part and view abstracted."""
+    text = caption.lower()
+    for letter, pattern in _WORDS:
+        text = re.sub(pattern, letter, text)
+    return re.sub(r"F(?:(?:,| or| and) F)+", "F", text)
+
+
+def test_phantom_abnormality_counterfactuals_are_framed_like_real_captions():
+    """The shortcut this prevents: a counterfactual whose wording no real caption has ("head MRI: brain
+    tumor", "... with ACL tear or meniscus tear") is told from the true caption without the image."""
+    cases = [generate_case(11, i) for i in range(400)]
+    real = {_frame(c.captions["abnormality"]) for c in cases}
+    flipped = 0
+    for c in cases:
+        cap = c.captions["abnormality"]
+        for neg in counterfactuals(cap, "abnormality", 2):
+            if "F" not in _frame(cap):  # "MR of the abdomen: no abnormality": the anatomy rule applies
+                continue
+            frame = _frame(neg)
+            assert frame in real, (cap, neg, frame)
+            affirmed = re.search(r"(?<!no )\bF\b", frame) is not None
+            assert affirmed == (c.finding == "none"), (cap, neg)  # presence flipped
+            flipped += 1
+    assert flipped > 600
 
 
 def test_grading_changes_subtype_grade_or_size():

@@ -14,6 +14,7 @@ import pytest
 
 from radisim.curriculum import phantom
 from radisim.curriculum.phantom import (
+    _NEGATED_PHRASE,
     REGION_WORDS, PhantomCase, catalog, generate_case, mask_region, render_case, write_phantom_dataset,
 )
 from radisim.curriculum.phases import PHASE_INDEX, PHASES, REGIONS, region_of
@@ -92,8 +93,9 @@ def test_captions_agree_with_tags(cases):
         else:
             # the finding is stated as present; pertinent negatives ("; no ...") name only others
             stated, _, negatives = caps["abnormality"].partition("; no ")
-            assert c.finding in stated and not re.search(r"\bno\b", stated), caps["abnormality"]
-            assert c.finding not in negatives, caps["abnormality"]
+            phrases = [p.lower() for p in _NEGATED_PHRASE[c.finding]]
+            assert any(p in stated for p in phrases) and not re.search(r"\bno\b", stated), caps["abnormality"]
+            assert not any(p in negatives for p in phrases), caps["abnormality"]
             g = caps["grading"]
             assert any(w in g for w in REGION_WORDS[c.finding_region]) and re.search(r"\d+ mm", g), g
             for tag in (c.subtype, c.grade):
@@ -105,7 +107,7 @@ def test_normal_studies_state_pertinent_negatives(cases):
     text tower learns what "no <finding>" looks like, which the stage-4 negative prompts rely on."""
     looked_for = {("CT", "head"): ["hemorrhage"], ("MR", "head"): ["tumor"], ("DR", "chest"): ["pneumonia|consolidation"],
                   ("MR", "knee"): ["acl tear", "meniscus tear"], ("CT", "abdomen"): ["liver", "lymph"],
-                  ("CT", "chest"): ["covid-19|ground-glass", "nodule|mass", "lymph"], ("MR", "abdomen"): ["abnormality"]}
+                  ("CT", "chest"): ["covid-19|ground-glass", "nodule|mass|adenocarcinoma", "lymph"], ("MR", "abdomen"): ["abnormality"]}
     normal = [c for c in cases if c.finding == "none"]
     assert {(c.modality, c.anatomy) for c in normal} == set(looked_for)
     for c in normal:

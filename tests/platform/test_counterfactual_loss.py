@@ -103,3 +103,9 @@ def test_blind_hits_tell_an_image_grounded_term_from_a_wording_shortcut():
     images = F.normalize(eye[:4] + shared, dim=-1)
     shortcut = counterfactual_hits(images, shared.expand(4, 8), -shared.expand(4, 1, 8), mask)
     assert shortcut.tolist() == [3, 3, 3]
+    # a shortcut per body part: captions win with any image of their own body part (rows 0 and 2 are
+    # one, rows 1 and 3 another), so the batch's next image would have hidden it; the nearest one does not
+    part = torch.stack([eye[6], eye[7], eye[6], eye[7]])
+    images = F.normalize(part + 0.5 * eye[:4], dim=-1)
+    per_part = counterfactual_hits(images, part, -part.unsqueeze(1), torch.ones(4, 1, dtype=torch.bool))
+    assert per_part.tolist() == [4, 4, 4]
