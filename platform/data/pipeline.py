@@ -75,7 +75,8 @@ def preprocess(batch: dict, image_size: int, model_name: str, hard_negatives: in
 
     `hard_negatives` = k > 0 adds k counterfactual captions per row (curriculum.counterfactuals, by the
     row's phase tag), tokenized as `neg_text` [B, k, context], and `neg_mask` [B, k] (False where no
-    counterfactual exists, e.g. a caption with no vocabulary term to change).
+    counterfactual exists, e.g. a caption with no vocabulary term to change), and `group` [B] (see
+    `caption_groups`).
 
     A plain function rather than an actor: Ray runs it in pooled task workers that survive from one
     phase's Dataset to the next, where an actor pool would start new processes for every phase.
@@ -96,7 +97,18 @@ def preprocess(batch: dict, image_size: int, model_name: str, hard_negatives: in
     if hard_negatives:
         phases = [str(batch["phase"][i]) for i in keep]
         out["neg_text"], out["neg_mask"] = _counterfactual_tokens(captions, phases, hard_negatives, seed, tokenizer)
+        out["group"] = caption_groups(captions)
     return out
+
+
+def caption_groups(captions: list[str]) -> np.ndarray:
+    """int64 id of each caption's (modality, body part), as the tagger reads them from its text: the
+    loop's blind counterfactual check pairs images of one group (loop.counterfactual_hits). Read from
+    the caption, not from tag columns, so that any manifest has it."""
+    from radisim.curriculum.tagger import tag_caption
+
+    tags = (tag_caption(c) for c in captions)
+    return np.array([zlib.crc32(f"{t.modality}|{t.anatomy}".encode()) for t in tags], dtype=np.int64)
 
 
 def _counterfactual_tokens(captions: list[str], phases: list[str], k: int, seed: int, tokenizer):

@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from radisim.platform.data.pipeline import preprocess
-from radisim.platform.train.loop import _compute_loss, build_loss, counterfactual_hits, counterfactual_loss
+from radisim.platform.data.pipeline import caption_groups, preprocess
+from radisim.platform.train.loop import (
+    _compute_loss, build_loss, counterfactual_hits, counterfactual_loss, same_group_partner,
+)
 
 
 def _unit(*shape, seed=0):
@@ -82,6 +84,7 @@ def test_preprocess_adds_tokenized_counterfactuals_and_their_mask():
     assert out["image"].shape == (3, 8, 8) and out["text"].shape[0] == 3  # the corrupt row is dropped
     assert out["neg_text"].shape == (3, 2, out["text"].shape[1]) and out["neg_text"].dtype == np.int64
     assert out["neg_mask"].tolist() == [[True, True], [False, False], [True, True]]
+    assert out["group"].shape == (3,) and out["group"].dtype == np.int64
     assert not np.array_equal(out["neg_text"][0, 0], out["text"][0])
     plain = preprocess(batch, image_size=8, model_name="radisim-tiny")
     assert set(plain) == {"image", "text"} and np.array_equal(plain["text"], out["text"])
@@ -94,18 +97,34 @@ def test_preprocess_adds_tokenized_counterfactuals_and_their_mask():
 def test_blind_hits_tell_an_image_grounded_term_from_a_wording_shortcut():
     eye = torch.eye(8)
     mask = torch.tensor([[True], [True], [True], [False]])
+    one_group = torch.zeros(4, dtype=torch.int64)
     # grounded: each caption matches its own image only, its counterfactual matches none
-    grounded = counterfactual_hits(eye[:4], eye[:4], eye[4:].unsqueeze(1), mask)
-    assert grounded.tolist() == [3, 0, 3]
+    grounded = counterfactual_hits(eye[:4], eye[:4], eye[4:].unsqueeze(1), mask, one_group)
+    assert grounded.tolist() == [3, 3, 0, 3]  # hits, pairs, blind hits, blind pairs
     # shortcut: captions share a direction every image has, counterfactuals point away from it, so the
     # true caption wins with any image of the batch
     shared = eye[7]
     images = F.normalize(eye[:4] + shared, dim=-1)
-    shortcut = counterfactual_hits(images, shared.expand(4, 8), -shared.expand(4, 1, 8), mask)
-    assert shortcut.tolist() == [3, 3, 3]
+    shortcut = counterfactual_hits(images, shared.expand(4, 8), -shared.expand(4, 1, 8), mask, one_group)
+    assert shortcut.tolist() == [3, 3, 3, 3]
     # a shortcut per body part: captions win with any image of their own body part (rows 0 and 2 are
-    # one, rows 1 and 3 another), so the batch's next image would have hidden it; the nearest one does not
+    # one, rows 1 and 3 another); the blind partner is of the same body part, so it is seen
     part = torch.stack([eye[6], eye[7], eye[6], eye[7]])
     images = F.normalize(part + 0.5 * eye[:4], dim=-1)
-    per_part = counterfactual_hits(images, part, -part.unsqueeze(1), torch.ones(4, 1, dtype=torch.bool))
-    assert per_part.tolist() == [4, 4, 4]
+    all_pairs = torch.ones(4, 1, dtype=torch.bool)
+    per_part = counterfactual_hits(images, part, -part.unsqueeze(1), all_pairs, torch.tensor([5, 9, 5, 9]))
+    assert per_part.tolist() == [4, 4, 4, 4]
+    # rows alone in their group have no blind partner and are not counted blind
+    alone = counterfactual_hits(images, part, -part.unsqueeze(1), all_pairs, torch.tensor([5, 9, 3, 9]))
+    assert alone.tolist() == [4, 4, 2, 2]
+
+
+def test_same_group_partner_is_the_next_row_of_the_group():
+    partner, has = same_group_partner(torch.tensor([7, 1, 7, 7, 2]))
+    assert partner[has].tolist() == [2, 3, 0] and has.tolist() == [True, False, True, True, False]
+
+
+def test_caption_groups_read_modality_and_body_part_from_the_caption():
+    g = caption_groups(["brain MRI: a tumor", "sagittal MR image of the head, no tumor seen",
+                        "chest radiograph: pneumonia", "the liver is in the upper left of this axial CT image"])
+    assert g.dtype == np.int64 and g[0] == g[1] and len(set(g.tolist())) == 3
