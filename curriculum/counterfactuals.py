@@ -223,8 +223,9 @@ def _negated_list(low: str, m: re.Match, found: list[re.Match], vocab: Vocabular
     return (cue, items) if any(s <= m.start() < e for s, e in items) else None
 
 
-def _with_article(phrase: str) -> str:
-    if _MASS_NOUN.search(phrase):  # "pneumonia", "lymphadenopathy", "consolidation", "COVID-19", "nodules"
+def with_article(phrase: str) -> str:
+    """ "a liver lesion", "an ACL tear"; a mass noun or plural bare: "pneumonia", "COVID-19", "nodules"."""
+    if _MASS_NOUN.search(phrase):
         return phrase
     return ("an " if phrase[0].lower() in "aeiou" else "a ") + phrase
 
@@ -240,7 +241,7 @@ def _affirm(text: str, m: re.Match, cue: re.Match, items: list[tuple[int, int]])
     head = re.sub(r"\bnormal\s+", "", text[: cue.start()], count=1, flags=re.IGNORECASE)
     if cue.group(1) == "without":
         head += "with "
-    affirmed = _with_article(phrases.pop(chosen))
+    affirmed = with_article(phrases.pop(chosen))
     if not head.strip() and text[:1].isupper():
         affirmed = affirmed[0].upper() + affirmed[1:]
     tail = text[items[-1][1]:]

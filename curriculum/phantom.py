@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from radisim.curriculum.counterfactuals import with_article
 from radisim.curriculum.phases import PHASE_INDEX, PHASES, REGIONS, region_of
 
 #: Eval images use indices from this offset, a seed stream disjoint from train (indices < 2**40).
@@ -1111,11 +1112,10 @@ _NEGATED_PHRASE = {  # the bare phrases of each finding, as a list item ("no X o
     "liver tumor": ("liver tumor", "liver lesion"),
     "pneumonia": ("pneumonia", "consolidation"),
 }
-_MASS_NOUNS = {"pneumonia", "consolidation", "lymphadenopathy", "COVID-19 pneumonia", "ground-glass opacities"}
-#: ... and stated as present, with their articles. The same phrases both ways: a phrase that only ever
-#: appeared negated would tell a counterfactual that affirms it from every real caption.
-_FINDING_PHRASE = {f: tuple(p if p in _MASS_NOUNS else ("an " if p[0] in "aeiouAEIOU" else "a ") + p
-                            for p in ps) for f, ps in _NEGATED_PHRASE.items()}
+#: ... and stated as present, with their articles. The same phrases both ways, and the article rule of
+#: the counterfactuals: a phrase that only ever appeared negated, or an affirmation worded otherwise,
+#: would tell a counterfactual that affirms it from every real caption.
+_FINDING_PHRASE = {f: tuple(map(with_article, ps)) for f, ps in _NEGATED_PHRASE.items()}
 
 
 #: Report frames of the abnormality captions, shared by normal and abnormal studies. Why shared: with
