@@ -5,7 +5,8 @@ Contract of an ordering (register with `@register_ordering(name)`):
     arrange(phases: list[PhaseSpec], seed: int) -> list[PhaseSpec]
 
 It returns the same number of phases with the same per-position budget (steps, LR, schedule, loss,
-replay) and rearranged *content* (name and data tags), so every arm costs exactly the same.
+replay, replay_last, freeze, hard_negatives) and rearranged *content* (name and data tags), so every
+arm costs exactly the same.
 """
 from __future__ import annotations
 
@@ -75,4 +76,5 @@ def random_order(phases, seed):
 def shuffled(phases, seed):
     """No curriculum: every position trains on the shuffled union of all phases' data."""
     union = list(dict.fromkeys(t for p in phases for t in p.data))
-    return [p.model_copy(update={"name": f"mixed-{i + 1}", "data": union, "replay": 0.0}) for i, p in enumerate(phases)]
+    return [p.model_copy(update={"name": f"mixed-{i + 1}", "data": union, "replay": 0.0, "replay_last": 0})
+            for i, p in enumerate(phases)]

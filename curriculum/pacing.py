@@ -11,7 +11,8 @@ earlier tags first, then with later ones (so fast pacing previews harder data ea
 Weinshall 2019, "On the power of curriculum learning"; Wu et al. 2021, "When do curricula work?").
 
 Two special paces do not use g: `step` (hard switch: the phase's own tags plus its `replay` share of
-earlier ones) and `cumulative` (own tags plus every earlier tag in full).
+earlier ones, or of the last `replay_last` phases' ones) and `cumulative` (own tags plus every earlier
+tag in full).
 """
 from __future__ import annotations
 
@@ -62,10 +63,11 @@ def exponential(t: float, start: float, growth: float) -> float:
 
 
 def phase_mix(order: list[list[str]], index: int, counts: dict[str, int], pacing: str, start: float,
-              growth: float, replay: float) -> dict[str, float]:
+              growth: float, replay: float, replay_last: int = 0) -> dict[str, float]:
     """Keep-probability per data tag for phase `index`, given every phase's tags in order.
 
     1.0 = every row of that tag is in the phase's stream; 0 < p < 1 = a seeded p-share of them.
+    `replay_last` = n > 0: the `step` pace replays only the tags of the n phases just before this one.
     """
     own = list(dict.fromkeys(order[index]))
     mix = {tag: 1.0 for tag in own}
@@ -74,6 +76,9 @@ def phase_mix(order: list[list[str]], index: int, counts: dict[str, int], pacing
     later = list(dict.fromkeys(t for p in order[index + 1:] for t in p if t not in mix and t not in earlier))
     n_own = sum(counts.get(t, 0) for t in own)
     if pacing == "step":
+        if replay_last:
+            recent = {t for p in order[max(0, index - replay_last):index] for t in p}
+            earlier = [t for t in earlier if t in recent]
         n_earlier = sum(counts.get(t, 0) for t in earlier)
         if replay > 0 and n_earlier:
             p = min(1.0, replay / (1 - replay) * n_own / n_earlier)

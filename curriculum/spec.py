@@ -36,6 +36,10 @@ class PhaseSpec(BaseModel):
     loss: Literal["clip", "siglip"] = "clip"
     #: Share of each batch drawn from the data of all earlier phases (rehearsal against forgetting).
     replay: float = Field(0.0, ge=0, lt=1)
+    #: Replay only the rows of the last n phases (0: of every earlier phase). Every caption restates
+    #: modality and anatomy, so replaying them is wasted where the fine phase just taught is forgotten
+    #: (README "Two commands"). Used by the `step` pace.
+    replay_last: int = Field(0, ge=0)
     #: Towers kept fixed in this phase.
     freeze: list[Literal["visual", "text"]] = Field(default_factory=list)
     #: Counterfactual captions per sample (curriculum/counterfactuals.py): hard negatives that differ
@@ -54,6 +58,8 @@ class PhaseSpec(BaseModel):
             raise ValueError(f"data: unknown phase(s) {unknown}; expected some of {list(PHASES)}")
         if self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
+        if self.replay_last and not self.replay:
+            raise ValueError("replay_last: set `replay` too; without a replay share there is nothing to restrict")
         if len(self.freeze) == 2:
             raise ValueError("freeze: freezing both towers leaves nothing to train")
         return self
@@ -128,16 +134,9 @@ class CurriculumSpec(BaseModel):
     def mix(self, index: int, counts: dict[str, int]) -> dict[str, float]:
         """Keep-probability per data tag in phase `index`'s stream (pacing + replay)."""
         order = [p.data for p in self.phases]
+        phase = self.phases[index]
         return phase_mix(order, index, counts, self.pacing.name, self.pacing.start, self.pacing.growth,
-                         self.phases[index].replay)
-
-    def replay_sources(self, index: int) -> list[str]:
-        """The data phases of every phase before `index` that are not taught in phase `index` itself."""
-        own = set(self.phases[index].data)
-        seen: list[str] = []
-        for p in self.phases[:index]:
-            seen += [d for d in p.data if d not in own and d not in seen]
-        return seen
+                         phase.replay, phase.replay_last)
 
 
 def bundled_specs() -> list[str]:

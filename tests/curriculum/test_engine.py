@@ -55,6 +55,18 @@ def test_step_mix_gives_the_replay_share():
     assert phase_mix(ORDER, 0, COUNTS, "step", 0.2, 2.0, replay=0.0) == {"modality": 1.0}
 
 
+def test_replay_last_replays_only_the_phases_just_before():
+    mix = phase_mix(ORDER, 3, COUNTS, "step", 0.2, 2.0, replay=0.2, replay_last=1)
+    assert set(mix) == {"localization", "abnormality"} and mix["abnormality"] == 1.0
+    assert mix["localization"] * COUNTS["localization"] / (mix["localization"] * COUNTS["localization"] + 1000) \
+        == pytest.approx(0.2)
+    assert set(phase_mix(ORDER, 4, COUNTS, "step", 0.2, 2.0, replay=0.2, replay_last=2)) == {"localization",
+                                                                                            "abnormality", "grading"}
+    # more than there are earlier phases: all of them
+    assert phase_mix(ORDER, 2, COUNTS, "step", 0.2, 2.0, replay=0.2, replay_last=9) == \
+        phase_mix(ORDER, 2, COUNTS, "step", 0.2, 2.0, replay=0.2)
+
+
 def test_cumulative_and_paced_mixes():
     assert phase_mix(ORDER, 3, COUNTS, "cumulative", 0.2, 2.0, 0.0) == {p: 1.0 for p in PHASES[:4]}
     mix = phase_mix(ORDER, 1, COUNTS, "linear", 0.2, 2.0, 0.0)
@@ -73,6 +85,9 @@ def test_spec_validation_errors():
         CurriculumSpec.model_validate({"name": "x", "phases": [{"name": "modality", "steps": 1, "freeze": ["visual", "text"]}]})
     with pytest.raises(ValueError, match=r"phases\.0\.hard_negatives"):
         CurriculumSpec.model_validate({"name": "x", "phases": [{"name": "modality", "steps": 1, "hard_negatives": 9}]})
+    with pytest.raises(ValueError, match=r"phases\.1\s[\s\S]*replay_last: set `replay`"):
+        CurriculumSpec.model_validate({"name": "x", "phases": [{"name": "modality", "steps": 1},
+                                                               {"name": "anatomy", "steps": 1, "replay_last": 1}]})
 
 
 def test_lr_schedules():
