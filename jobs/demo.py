@@ -1,7 +1,7 @@
 """The whole study on the embedded default: phantom data, five-phase curriculum, five-stage eval, MLflow.
 
 Cost: 5 phase fits, 420 steps x 64 samples in all (radisim-tiny, local Ray, sqlite MLflow store in the
-working directory); measured 8 min 11 s on a 2-core machine, of which ~25 s per phase fit is Ray Train
+working directory); measured 8 min 50 s on a 2-core machine, of which ~25 s per phase fit is Ray Train
 start-up (README "Two commands" has the stage scores). What it gives: the stage-score table after every phase next
 to the untrained model's, a radar plot in MLflow, and the `mlflow ui` command to browse it. All data is SYNTHETIC.
 """
