@@ -10,19 +10,20 @@ import signal
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import history, phase_runs, run_train, start_train, train_workers, wait_for
+from helpers import history, phase_runs, start_train, train_workers, wait_for
 
 CHECKPOINT_EVERY = 2
 TOLERANCE = 0.15  # stage scores of an interrupted vs an uninterrupted run (data order differs after resume)
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("reference")
-    uri = f"sqlite:///{cwd / 'm.db'}"
-    proc = run_train(cwd, uri, ["--set", "tracking.experiment=faults"])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return MlflowClient(uri), phase_runs(MlflowClient(uri), "faults")
+def reference(driver_killed_then_rerun):
+    """An uninterrupted run of the same job and seed: conftest.py's driver-killed run, each of whose phases
+    trained without interruption from the checkpoint before it (its own test checks that it finished)."""
+    again = driver_killed_then_rerun["again"]
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    client = driver_killed_then_rerun["client"]
+    return client, phase_runs(client, "resume")
 
 
 def _final_scores(client, runs) -> dict[str, float]:
