@@ -64,6 +64,17 @@ COMBOS: tuple[Combo, ...] = (
           ("pneumonia",), 400.0),
 )
 
+#: Disease cohorts: extra cases that all carry one finding, the way the paper's stage-5 subtasks come
+#: from dedicated series (brain-tumour MRI, meningioma and lung-adenocarcinoma cohorts) rather than
+#: from a general population, where such cases are rare: 3,000 general phantom images hold 57 lung
+#: adenocarcinomas, 3 of them grade-1 invasive ones. `write_phantom_dataset(cohort_fraction=...)`
+#: appends them to both splits, in their own index range, so the general cases stay as they were.
+COHORTS: dict[str, tuple[str, str, str]] = {
+    "brain-tumor-mr": ("MR", "head", "tumor"),
+    "lung-adenocarcinoma-ct": ("CT", "chest", "lung adenocarcinoma"),
+}
+COHORT_INDEX_OFFSET = 1 << 41
+
 SUBTYPES: dict[str, tuple[str, ...]] = {
     "tumor": ("glioma", "meningioma", "pituitary adenoma"),
     "hemorrhage": ("epidural", "subdural", "intraparenchymal"),
@@ -1252,10 +1263,12 @@ class PhantomCase:
     captions: dict[str, str]     # phase -> caption; "grading" only for abnormal cases
 
 
-def _draw_finding(rng, combo: Combo, view: str) -> tuple[str, str, str]:
-    if not combo.findings or rng.random() < 0.5:
-        return "none", "", ""
-    finding = _pick(rng, combo.findings)
+def _draw_finding(rng, combo: Combo, view: str, finding: str | None = None) -> tuple[str, str, str]:
+    """(finding, subtype, grade); `finding` given (a cohort case) fixes the finding, not its subtype."""
+    if finding is None:
+        if not combo.findings or rng.random() < 0.5:
+            return "none", "", ""
+        finding = _pick(rng, combo.findings)
     subtypes = SUBTYPES.get(finding, ())
     if finding == "tumor" and view == "axial":
         subtypes = tuple(s for s in subtypes if s != "pituitary adenoma")
@@ -1281,9 +1294,10 @@ def mask_region(mask: np.ndarray) -> str:
     return region_of(row, col, mask.shape[0], mask.shape[1])
 
 
-def render_case(seed: int, index: int, size: int = 64) -> tuple[PhantomCase, dict[str, np.ndarray]]:
+def render_case(seed: int, index: int, size: int = 64,
+                cohort: str | None = None) -> tuple[PhantomCase, dict[str, np.ndarray]]:
     """Generate a case and return it with its soft masks: one per visible organ, plus "lesion"
-    and "lesions" for abnormal cases.
+    and "lesions" for abnormal cases. `cohort` (a COHORTS name) draws the case from that cohort.
 
     Masks are float32 [size, size] in [0, 1]; ``target_region == mask_region(masks[target])``
     and, for abnormal cases, ``finding_region`` is the quadrant of the main lesion component.
@@ -1292,9 +1306,13 @@ def render_case(seed: int, index: int, size: int = 64) -> tuple[PhantomCase, dic
     # independent of `size` (only the noise depends on it).
     rng = np.random.default_rng([int(seed), int(index)])
     scene_rng = noise_rng = text_rng = rng
-    combo = COMBOS[int(scene_rng.integers(len(COMBOS)))]
+    if cohort is None:
+        combo, forced = COMBOS[int(scene_rng.integers(len(COMBOS)))], None
+    else:
+        modality, anatomy, forced = COHORTS[cohort]
+        combo = next(c for c in COMBOS if (c.modality, c.anatomy) == (modality, anatomy))
     view = _pick(scene_rng, combo.views)
-    finding, subtype, grade = _draw_finding(scene_rng, combo, view)
+    finding, subtype, grade = _draw_finding(scene_rng, combo, view, forced)
     plan = _BUILDERS[(combo.modality, combo.anatomy)](scene_rng, view, finding, subtype, grade)
     # organs outside the combo's vocabulary (e.g. the spine on MR abdomen) are drawn, never labelled
     present = sorted(plan.present & set(combo.organs))
@@ -1326,9 +1344,9 @@ def render_case(seed: int, index: int, size: int = 64) -> tuple[PhantomCase, dic
     return case, masks
 
 
-def generate_case(seed: int, index: int, size: int = 64) -> PhantomCase:
-    """One phantom case, a pure function of (seed, index, size)."""
-    return render_case(seed, index, size)[0]
+def generate_case(seed: int, index: int, size: int = 64, cohort: str | None = None) -> PhantomCase:
+    """One phantom case, a pure function of (seed, index, size, cohort)."""
+    return render_case(seed, index, size, cohort)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1358,17 +1376,26 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _split_cases(split: str, n: int, n_cohort: int) -> list[tuple[int, str, str | None]]:
+    """(generator index, image_id, cohort) of a split: `n` general cases, then `n_cohort` cohort cases
+    taking the COHORTS in turn."""
+    offset = 0 if split == "train" else EVAL_INDEX_OFFSET
+    names = list(COHORTS)
+    return ([(offset + i, f"phantom-{split}-{i:06d}", None) for i in range(n)]
+            + [(COHORT_INDEX_OFFSET + offset + j, f"phantom-{split}-cohort-{j:06d}", names[j % len(names)])
+               for j in range(n_cohort)])
+
+
 def _write_split(out: Path, split: str, n: int, seed: int, size: int, rows_per_shard: int,
-                 bar) -> dict:
+                 bar, n_cohort: int = 0) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
     schema = _schema(split)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("part-*.parquet"):
         old.unlink()
-    offset = 0 if split == "train" else EVAL_INDEX_OFFSET
     rows: dict[str, list] = {name: [] for name in schema.names}
-    stats = {k: Counter() for k in ("by_phase", "by_modality", "by_anatomy", "by_view", "by_finding")}
+    stats = {k: Counter() for k in ("by_phase", "by_modality", "by_anatomy", "by_view", "by_finding", "by_cohort")}
     n_rows, shard, files = 0, 0, []
 
     def flush():
@@ -1381,11 +1408,11 @@ def _write_split(out: Path, split: str, n: int, seed: int, size: int, rows_per_s
         shard += 1
         rows = {name_: [] for name_ in schema.names}
 
-    for i in range(n):
-        case = generate_case(seed, offset + i, size)
-        base = {"image_id": f"phantom-{split}-{i:06d}", "image": _png(case.image),
+    for index, image_id, cohort in _split_cases(split, n, n_cohort):
+        case = generate_case(seed, index, size, cohort)
+        base = {"image_id": image_id, "image": _png(case.image),
                 **{k: (list(case.organs) if k == "organs" else getattr(case, k)) for k in _META},
-                "source": "phantom", "synthetic": True}
+                "source": "phantom" if cohort is None else f"phantom/{cohort}", "synthetic": True}
         phases = [p for p in PHASES if p in case.captions]
         k = len(phases) if split == "train" else 1
         if rows["image_id"] and len(rows["image_id"]) + k > rows_per_shard:
@@ -1408,28 +1435,29 @@ def _write_split(out: Path, split: str, n: int, seed: int, size: int, rows_per_s
         stats["by_anatomy"][case.anatomy] += 1
         stats["by_view"][case.view] += 1
         stats["by_finding"][case.finding] += 1
+        stats["by_cohort"][cohort or "general"] += 1
         if bar is not None:
             bar.update(1)
     flush()
-    return {"images": n, "rows": n_rows, "files": files,
+    return {"images": n, "cohort_images": n_cohort, "rows": n_rows, "files": files,
             **{k: dict(sorted(v.items())) for k, v in stats.items()}}
 
 
 def write_phantom_dataset(out_dir, n_train_images: int = 2000, n_eval_images: int = 600,
                           seed: int = 0, size: int = 64, rows_per_shard: int = 4096,
-                          progress: bool = True) -> dict:
+                          progress: bool = True, cohort_fraction: float = 0.0) -> dict:
     """Write train (one row per image-caption pair) and eval (one row per image) parquet shards
-    and ``data_card.json``; return the card. Identical inputs give byte-identical files."""
+    and ``data_card.json``; return the card. Identical inputs give byte-identical files.
+    `cohort_fraction`: each split also gets round(fraction x its size) disease-cohort cases (COHORTS)."""
     from tqdm.auto import tqdm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=n_train_images + n_eval_images, desc="phantom", unit="img",
-               disable=not progress)
+    sizes = {"train": n_train_images, "eval": n_eval_images}
+    extra = {split: round(cohort_fraction * n) for split, n in sizes.items()}
+    bar = tqdm(total=sum(sizes.values()) + sum(extra.values()), desc="phantom", unit="img", disable=not progress)
     try:
-        splits = {
-            "train": _write_split(out / "train", "train", n_train_images, seed, size, rows_per_shard, bar),
-            "eval": _write_split(out / "eval", "eval", n_eval_images, seed, size, rows_per_shard, bar),
-        }
+        splits = {split: _write_split(out / split, split, n, seed, size, rows_per_shard, bar, extra[split])
+                  for split, n in sizes.items()}
     finally:
         bar.close()
     card = {
@@ -1438,6 +1466,8 @@ def write_phantom_dataset(out_dir, n_train_images: int = 2000, n_eval_images: in
         "seed": seed,
         "size": size,
         "eval_index_offset": EVAL_INDEX_OFFSET,
+        "cohort_fraction": cohort_fraction,
+        "cohorts": {name: dict(zip(("modality", "anatomy", "finding"), v)) for name, v in COHORTS.items()},
         "splits": splits,
         "catalog": catalog(),
         "note": "SYNTHETIC phantom data, not patient images",

@@ -14,7 +14,7 @@ without weights is evaluated from a seeded random-init checkpoint (`eval.seed`),
 Data: `--source phantom` (default) reads the phantom eval split of `data.root` (made on first use for
 the default roots); `--source real` runs each subtask's adapter on `--root DATASET=PATH`, and with
 `eval.subtasks` "all" evaluates the subtasks whose dataset has a root.
-Cost: --smoke about 1-2 minutes on 2 CPU cores (24 subtasks, 240 images, 100 bootstrap resamples);
+Cost: --smoke about 1-2 minutes on 2 CPU cores (24 subtasks, 240 + 60 disease-cohort images, 100 bootstrap resamples);
 a re-run is faster, its image embeddings come from the cache. Weights are never downloaded for you
 offline: a missing one exits 2 naming what to download and where to put it.
 """

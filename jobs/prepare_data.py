@@ -26,8 +26,8 @@ def phantom_ready(cfg: JobConfig) -> bool:
         return False
     meta = json.loads(card.read_text())
     p = cfg.data.phantom
-    return (meta.get("seed"), meta.get("size"), meta["splits"]["train"]["images"], meta["splits"]["eval"]["images"]) == (
-        p.seed, p.size, p.n_train_images, p.n_eval_images)
+    return (meta.get("seed"), meta.get("size"), meta["splits"]["train"]["images"], meta["splits"]["eval"]["images"],
+            meta.get("cohort_fraction", 0.0)) == (p.seed, p.size, p.n_train_images, p.n_eval_images, p.cohort_fraction)
 
 
 def prepare_phantom(cfg: JobConfig, force: bool = False) -> dict:
@@ -39,9 +39,10 @@ def prepare_phantom(cfg: JobConfig, force: bool = False) -> dict:
         return json.loads((root / "data_card.json").read_text())
     p = cfg.data.phantom
     print(f"writing SYNTHETIC phantom radiology data to {root}: {p.n_train_images} train + "
-          f"{p.n_eval_images} held-out eval images, {p.size}px, seed {p.seed}")
+          f"{p.n_eval_images} held-out eval images (each + {p.cohort_fraction:.0%} disease-cohort cases), "
+          f"{p.size}px, seed {p.seed}")
     return write_phantom_dataset(root, n_train_images=p.n_train_images, n_eval_images=p.n_eval_images,
-                                 seed=p.seed, size=p.size, progress=True)
+                                 seed=p.seed, size=p.size, progress=True, cohort_fraction=p.cohort_fraction)
 
 
 def prepare_sources(cfg: JobConfig, sources: list[str], out: str) -> dict:

@@ -41,6 +41,9 @@ class PhantomConfig(Strict):
 
     n_train_images: int = Field(3000, ge=10)
     n_eval_images: int = Field(1500, ge=10)
+    #: Disease-cohort cases added to each split, as a fraction of its size (curriculum.phantom.COHORTS):
+    #: without them the stage-5 subtasks have a few dozen cases to learn and score from.
+    cohort_fraction: float = Field(0.25, ge=0.0, le=1.0)
     seed: int = 0
     size: int = Field(64, ge=32)
 

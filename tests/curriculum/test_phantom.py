@@ -292,6 +292,37 @@ def test_write_phantom_dataset(tmp_path):
     assert before == after
 
 
+
+def test_cohort_cases_are_appended_and_leave_the_general_ones_alone(tmp_path):
+    """Disease-cohort cases (COHORTS) carry their cohort's finding, come after the general cases of
+    each split in their own index range, and do not change one byte of the general cases."""
+    plain, mixed = tmp_path / "plain", tmp_path / "mixed"
+    write_phantom_dataset(plain, n_train_images=30, n_eval_images=12, seed=5, size=32, progress=False)
+    card = write_phantom_dataset(mixed, n_train_images=30, n_eval_images=12, seed=5, size=32, progress=False,
+                                 cohort_fraction=0.5)
+    assert card["cohort_fraction"] == 0.5 and set(card["cohorts"]) == set(phantom.COHORTS)
+    for split, n, extra in (("train", 30, 15), ("eval", 12, 6)):
+        sp = card["splits"][split]
+        assert (sp["images"], sp["cohort_images"]) == (n, extra)
+        assert sp["by_cohort"] == {"general": n, "brain-tumor-mr": (extra + 1) // 2, "lung-adenocarcinoma-ct": extra // 2}
+        _, rows = _read_split(mixed / split)
+        _, general = _read_split(plain / split)
+        assert [r for r in rows if r["source"] == "phantom"] == general
+        cohort_rows = [r for r in rows if r["source"] != "phantom"]
+        assert len({r["image_id"] for r in cohort_rows}) == extra
+        for r in cohort_rows:
+            name = r["source"].removeprefix("phantom/")
+            modality, anatomy, finding = phantom.COHORTS[name]
+            assert (r["modality"], r["anatomy"], r["finding"]) == (modality, anatomy, finding)
+            assert r["image_id"].startswith(f"phantom-{split}-cohort-") and r["synthetic"] is True
+        if split == "train":  # a cohort case is captioned at every granularity, grading included
+            assert {r["phase"] for r in cohort_rows} == set(PHASES)
+    # the cohort draw fixes the finding, not its subtype or grade
+    tumors = [generate_case(0, phantom.COHORT_INDEX_OFFSET + j, 32, "brain-tumor-mr") for j in range(60)]
+    assert {c.finding for c in tumors} == {"tumor"}
+    assert {c.subtype for c in tumors} == {"glioma", "meningioma", "pituitary adenoma"}
+    assert len({c.grade for c in tumors if c.subtype == "meningioma"}) == 3
+
 def test_grid_preview(tmp_path):
     """Not an assertion on looks: writes /tmp/phantom_grid.png for a human to inspect."""
     from PIL import Image

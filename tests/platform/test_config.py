@@ -33,6 +33,7 @@ def test_overrides_reach_lists_and_wildcards():
     ("train.precision=bf16", "train.precision"),
     ("curriculum.phases.9.steps=3", "curriculum.phases"),
     ("curriculum=no_such_spec", "no_such_spec"),
+    ("data.phantom.cohort_fraction=1.5", "data.phantom.cohort_fraction"),
 ])
 def test_bad_values_name_their_field(override, field):
     with pytest.raises(ConfigError) as err:
