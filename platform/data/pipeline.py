@@ -69,14 +69,16 @@ def decode_gray(data: bytes, size: int) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8)
 
 
-def preprocess(batch: dict, image_size: int, model_name: str, hard_negatives: int = 0, seed: int = 0) -> dict:
+def preprocess(batch: dict, image_size: int, model_name: str, hard_negatives: int = 0, seed: int = 0,
+               details: dict | None = None) -> dict:
     """Decode, grayscale, resize, tokenize. Undecodable images are dropped and counted in a warning
     that names a sample of their ids; they never stop the phase.
 
     `hard_negatives` = k > 0 adds k counterfactual captions per row (curriculum.counterfactuals, by the
     row's phase tag), tokenized as `neg_text` [B, k, context], and `neg_mask` [B, k] (False where no
     counterfactual exists, e.g. a caption with no vocabulary term to change), and `group` [B] (see
-    `caption_groups`).
+    `caption_groups`). `details` (`grading_details`): the real grading details that grading captions'
+    counterfactuals draw from.
 
     A plain function rather than an actor: Ray runs it in pooled task workers that survive from one
     phase's Dataset to the next, where an actor pool would start new processes for every phase.
@@ -96,7 +98,8 @@ def preprocess(batch: dict, image_size: int, model_name: str, hard_negatives: in
     out = {"image": image, "text": _tokens(tokenizer, captions)}
     if hard_negatives:
         phases = [str(batch["phase"][i]) for i in keep]
-        out["neg_text"], out["neg_mask"] = _counterfactual_tokens(captions, phases, hard_negatives, seed, tokenizer)
+        out["neg_text"], out["neg_mask"] = _counterfactual_tokens(captions, phases, hard_negatives, seed, tokenizer,
+                                                                  details)
         out["group"] = caption_groups(captions)
     return out
 
@@ -111,13 +114,30 @@ def caption_groups(captions: list[str]) -> np.ndarray:
     return np.array([zlib.crc32(f"{t.modality}|{t.anatomy}".encode()) for t in tags], dtype=np.int64)
 
 
-def _counterfactual_tokens(captions: list[str], phases: list[str], k: int, seed: int, tokenizer):
+def _counterfactual_tokens(captions: list[str], phases: list[str], k: int, seed: int, tokenizer, details=None):
     from radisim.curriculum.counterfactuals import counterfactuals
 
-    negs = [counterfactuals(c, p, k, seed) for c, p in zip(captions, phases)]
+    negs = [counterfactuals(c, p, k, seed, details) for c, p in zip(captions, phases)]
     mask = np.array([[n is not None for n in row] for row in negs], dtype=bool).reshape(len(captions), k)
     tokens = _tokens(tokenizer, [n or "" for row in negs for n in row])
     return tokens.reshape(len(captions), k, tokenizer.context_length), mask  # not -1: B may be 0
+
+
+def grading_details(train_dir: str, max_captions: int = 50_000) -> dict:
+    """The grading details (curriculum.counterfactuals.detail_pool) of the first `max_captions`
+    grading-tagged captions: read once on the driver, a few KB, sent with every `preprocess` task."""
+    import pyarrow.dataset as pads
+
+    from radisim.curriculum.counterfactuals import detail_pool
+
+    captions: list[str] = []
+    dataset = pads.dataset(train_dir, format="parquet")
+    scan = dataset.scanner(columns=["caption"], filter=pads.field("phase") == "grading")
+    for batch in scan.to_batches():
+        captions += batch.column("caption").to_pylist()
+        if len(captions) >= max_captions:
+            break
+    return detail_pool(captions[:max_captions])
 
 
 def _tokens(tokenizer, texts: list[str]) -> np.ndarray:
@@ -161,13 +181,16 @@ def phase_dataset(
                                 num_cpus=0.1)
         return ds
 
+    # counterfactuals of grading captions take real details from the manifest (counterfactuals.detail_pool)
+    details = grading_details(train_dir) if hard_negatives and mix.get("grading", 0) > 0 else None
     ds = one_pass(0)
     passes = passes_needed(expected_rows(counts, mix), samples)
     if passes > 1:
         ds = ds.union(*(one_pass(k) for k in range(1, passes)))
     return ds.map_batches(
         preprocess,
-        fn_kwargs={"image_size": image_size, "model_name": model_name, "hard_negatives": hard_negatives, "seed": seed},
+        fn_kwargs={"image_size": image_size, "model_name": model_name, "hard_negatives": hard_negatives, "seed": seed,
+                   "details": details},
         num_cpus=preprocess_cpus,
         batch_size=256,
         batch_format="numpy",

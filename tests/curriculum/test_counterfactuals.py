@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from radisim.curriculum.counterfactuals import counterfactual, counterfactuals
+from radisim.curriculum.counterfactuals import counterfactual, counterfactuals, detail_pool, find_detail
 from radisim.curriculum import phantom
 from radisim.curriculum.phantom import generate_case
 from radisim.curriculum.phases import PHASES
@@ -148,3 +148,64 @@ def test_falls_back_to_a_coarser_rule_and_none_when_nothing_applies():
     with pytest.raises(ValueError, match="unknown phase"):
         counterfactual("a CT", "bogus", random.Random(0))
     assert set(PHASES) == {"modality", "anatomy", "localization", "abnormality", "grading"}
+
+
+def _cohort_grading_captions(n, seed=5):
+    return [generate_case(seed, phantom.COHORT_INDEX_OFFSET + i, cohort=c).captions["grading"]
+            for c in phantom.COHORTS for i in range(n)]
+
+
+def test_grading_details_are_found_in_one_clause():
+    cases = {
+        "MRI of the head: meningioma, WHO grade 2, 45 mm, at the bottom left":
+            ("meningioma, WHO grade 2, 45 mm", "meningioma|who grade 2"),
+        "high grade glioma, 48 mm (top right) on MR image of the head":
+            ("high grade glioma, 48 mm", "glioma|high grade"),
+        "pituitary adenoma (macroadenoma), 33 mm (upper right) on MRI of the head":
+            ("pituitary adenoma (macroadenoma), 33 mm", "macroadenoma|pituitary adenoma"),
+        "CT of the chest showing invasive adenocarcinoma, grade 3, 82 mm solid nodule with spiculated margins in "
+        "the upper left": ("invasive adenocarcinoma, grade 3, 82 mm solid nodule with spiculated margins",
+                           "grade 3|invasive adenocarcinoma|solid|spiculated margins"),
+        "pituitary adenoma (microadenoma)": ("pituitary adenoma (microadenoma)", "microadenoma|pituitary adenoma"),
+    }
+    for cap, (span, signature) in cases.items():
+        d = find_detail(cap)
+        assert (cap[d.start:d.end], d.signature) == (span, signature)
+    assert find_detail("glioma; the right lobe shows edema, 5 mm").signature == "glioma"  # the clause ends at ";"
+    assert find_detail("hypodense liver tumor, 23 mm") is None  # no subtype: no family to draw from
+    assert find_detail("MRI of the head: glioma").family == find_detail("MRI: meningioma, WHO grade 1").family
+
+
+def test_grading_counterfactuals_read_like_real_captions_of_their_family():
+    """The shortcut this prevents: a one-term swap writes details no real caption has ("meningioma, WHO
+    grade 4, 34 mm", "adenocarcinoma in situ, 38 mm solid nodule"), which the text tower alone can tell
+    from the true caption. So a counterfactual takes a real detail of another signature whole, or swaps
+    one term where that gives a real signature (the grade word alone: "WHO grade 1" -> "WHO grade 3")."""
+    pool = detail_pool(_cohort_grading_captions(120))
+    real = {s for sigs in pool.values() for ds in sigs.values() for s in ds}
+    assert len(pool) == 2 and all(len(sigs) >= 3 for sigs in pool.values())  # brain tumours, lung adenocarcinomas
+    held_out = _cohort_grading_captions(40, seed=6)
+    kinds = {"detail": 0, "term": 0}
+    for cap in held_out:
+        d = find_detail(cap)
+        for neg in counterfactuals(cap, "grading", 3, details=pool):
+            n = find_detail(neg)
+            assert n.family == d.family and n.signature in pool[d.family] and n.signature != d.signature, (cap, neg)
+            assert neg[:n.start] == cap[:d.start] and neg[n.end:] == cap[d.end:], (cap, neg)  # the frame is kept
+            if neg[n.start:n.end] in real:
+                kinds["detail"] += 1
+            else:  # one term of the detail changed, sizes and the rest kept
+                assert len(set(neg.split()) ^ set(cap.split())) <= 6 and _sizes(neg) == _sizes(cap), (cap, neg)
+                kinds["term"] += 1
+    assert sum(kinds.values()) == 3 * len(held_out) and min(kinds.values()) > 20, kinds
+    cap = held_out[0]
+    assert counterfactuals(cap, "grading", 4, details=pool) == counterfactuals(cap, "grading", 4, details=pool)
+    # no other signature in the family, or no family at all: the term rule applies
+    lone = detail_pool(["MRI: meningioma, WHO grade 2, 40 mm"])
+    assert counterfactuals("MRI: meningioma, WHO grade 2, 45 mm", "grading", 1, details=lone) != [None]
+    assert counterfactual("liver tumor, 23 mm", "grading", random.Random(0), details=pool) in (
+        "liver tumor, 69 mm", "liver tumor, 8 mm")
+
+
+def _sizes(text):
+    return re.findall(r"\d+ mm", text)

@@ -5,7 +5,8 @@ import pyarrow.dataset as pads
 import pytest
 
 from radisim.curriculum.phantom import write_phantom_dataset
-from radisim.platform.data.pipeline import _row_hash, passes_needed, phase_dataset, train_dir
+from radisim.platform.data.pipeline import (_row_hash, grading_details, passes_needed, phase_dataset,
+                                            train_dir)
 
 
 def test_passes_needed_covers_the_phase_with_margin():
@@ -36,3 +37,24 @@ def test_passes_chain_into_one_stream_with_fresh_samples(tmp_path):
         assert ds.count() == 3 * 40 + sum(kept)
     finally:
         ray.shutdown()
+
+
+def test_grading_details_come_from_the_manifests_grading_rows(tmp_path):
+    from radisim.curriculum.counterfactuals import counterfactuals, detail_pool, find_detail
+
+    root = tmp_path / "phantom"
+    write_phantom_dataset(root, n_train_images=40, n_eval_images=10, seed=0, size=32, cohort_fraction=1.0,
+                          progress=False)
+    rows = pads.dataset(train_dir(str(root)), format="parquet").to_table(columns=["caption", "phase"]).to_pylist()
+    grading = [r["caption"] for r in rows if r["phase"] == "grading"]
+    pool = grading_details(train_dir(str(root)))
+    assert pool == detail_pool(grading) and len(pool) >= 2  # brain tumours, lung adenocarcinomas (, ...)
+    assert grading_details(train_dir(str(root)), max_captions=3) == detail_pool(grading[:3])
+    checked = 0
+    for cap in grading:  # counterfactuals of their family's real signatures
+        d = find_detail(cap)
+        if d is not None and len(pool[d.family]) > 1:
+            for neg in counterfactuals(cap, "grading", 2, details=pool):
+                assert find_detail(neg).signature in set(pool[d.family]) - {d.signature}, (cap, neg)
+                checked += 1
+    assert checked > 20
