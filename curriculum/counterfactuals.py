@@ -146,8 +146,20 @@ def _replace(text: str, start: int, end: int, new: str) -> str:
         if new.lower().startswith("no "):
             head = head[: article.start()]
         else:
-            head = head[: article.start()] + ("an " if new[0].lower() in "aeioux" else "a ")  # "an x-ray"
+            head = head[: article.start()] + ("an " if _vowel_sound(new) else "a ")
     return _SPACES.sub(" ", head + new + text[end:]).strip()
+
+
+#: A word spelled out letter by letter: consonants, perhaps one final vowel ("mr", "ct", "mri", "cta").
+_INITIALISM = re.compile(r"[b-df-hj-np-tv-z]+[aeiou]?")
+
+
+def _vowel_sound(phrase: str) -> bool:
+    """Whether `phrase` is said with a vowel first: "an x-ray", "an MR" ("em-ar"), "a CT", "a FLAIR"."""
+    word = re.split(r"[\s-]", phrase.lower(), maxsplit=1)[0]
+    if word[:1] in ("a", "e", "i", "o", "u", "x"):
+        return True
+    return word[:1] in ("f", "h", "l", "m", "n", "r", "s") and _INITIALISM.fullmatch(word) is not None
 
 
 def _swap_group(text: str, rng: random.Random, contrasts: _Contrasts) -> Optional[str]:

@@ -38,6 +38,11 @@ def test_modality_swaps_the_modality_and_nothing_else():
             assert t.modality and t.modality != tags.modality, (cap, neg)
             assert t.anatomy == tags.anatomy
     assert counterfactuals("an MR image", "modality", 1) != ["an MR image"]
+    # the article follows how the new term is said: "a mr" is in no report, and would give it away
+    negs = {n.lower() for n in counterfactuals("a CT of the chest", "modality", 20)}
+    assert negs == {"an mr of the chest", "an x-ray of the chest"}, negs
+    assert {n.lower() for n in counterfactuals("an MR of the knee", "modality", 20)} == {
+        "a ct of the knee", "an x-ray of the knee"}
 
 
 def test_anatomy_swaps_an_organ_for_another_of_its_region():
