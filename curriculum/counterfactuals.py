@@ -356,6 +356,7 @@ _DETAIL_GAP = re.compile(r"[\s,()]*(?:[\w-]+[\s,()]+){0,2}")
 
 
 def find_detail(text: str) -> Optional[Detail]:
+    """The grading detail of `text`; None where it touches no `contrasts` group (a size alone)."""
     v, families, descriptors = _grading_vocab()
     low = text.lower()
     terms = [(m.start(1), m.end(1)) for m in v.grading_re.finditer(low)]
@@ -416,6 +417,6 @@ def _real_grading(text: str, rng: random.Random, pool: dict) -> Optional[str]:
             n = find_detail(out)
             if n is not None and n.signature in others:
                 swaps.append(out)
-    if others and (not swaps or rng.random() < 0.5):
+    if not swaps or rng.random() < 0.5:
         return _replace(text, d.start, d.end, rng.choice(sigs[rng.choice(others)]))
-    return rng.choice(swaps) if swaps else None
+    return rng.choice(swaps)

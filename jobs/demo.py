@@ -1,7 +1,7 @@
 """The whole study on the embedded default: phantom data, five-phase curriculum, five-stage eval, MLflow.
 
 Cost: 5 phase fits, 440 steps x 64 samples in all (radisim-tiny, local Ray, sqlite MLflow store in the
-working directory); measured 7 min 29 s to 8 min 17 s on a 2-core machine (and over 10 min on the same
+working directory); measured 7 min 21 s to 7 min 29 s on a 2-core machine (and over 10 min on the same
 machine in a slower hour), of which 25-45 s per phase fit is Ray Train start-up (README "Two commands"
 has the stage scores). What it gives: the stage-score table after every phase next to the untrained
 model's, a radar plot in MLflow, and the `mlflow ui` command to browse it. All data is SYNTHETIC.
