@@ -48,6 +48,8 @@ def arm_config(base: JobConfig, knobs: dict[str, Any], run_name: str) -> JobConf
         phase["lr"] *= float(knobs.get("lr_scale", 1.0))
         if "replay" in knobs and i > 0:
             phase["replay"] = float(knobs["replay"])
+            if not phase["replay"]:  # an arm without replay: nothing left for `replay_last` to restrict
+                phase["replay_last"] = 0
     weights = [knobs[f"phase_w{i}"] for i in range(len(phases)) if f"phase_w{i}" in knobs]
     if weights:
         total = sum(p["steps"] for p in phases)

@@ -29,6 +29,11 @@ def test_every_arm_has_the_same_budget():
     assert tuned.curriculum.phases[0].lr == pytest.approx(2 * base.curriculum.phases[0].lr)
     assert [p.replay for p in tuned.curriculum.phases] == [0.0, 0.3, 0.3, 0.3, 0.3]
     assert tuned.curriculum.phases[0].steps > tuned.curriculum.phases[2].steps
+    assert [p.replay_last for p in tuned.curriculum.phases] == [p.replay_last for p in base.curriculum.phases]
+    # a sampled replay of 0 on a spec with `replay_last` (the bundled one) is an arm without replay
+    assert any(p.replay_last for p in base.curriculum.phases)
+    none = ablation.arm_config(base, {"replay": 0.0}, "z").curriculum.phases
+    assert [(p.replay, p.replay_last) for p in none] == [(0.0, 0)] * len(none)
     with pytest.raises(ValueError, match="differ in budget"):
         ablation.check_equal_budgets([base, base.model_copy(update={"train": base.train.model_copy(update={"batch_size": 8})})])
 
