@@ -150,15 +150,33 @@ def load_vocabulary() -> Vocabulary:
 
 
 def _negated(text: str, start: int, vocab: Vocabulary) -> bool:
-    """NegEx-lite: a negation cue within _NEG_WINDOW words before `start`, in the same clause."""
-    before = text[:start]
-    cut = 0
-    for m in vocab.breaker_re.finditer(before):
-        cut = m.end()
-    clause = before[cut:]
-    words = clause.split()
-    window = " ".join(words[-_NEG_WINDOW:])
-    return bool(vocab.negation_re.search(window))
+    """NegEx-lite: a negation cue within _NEG_WINDOW words before `start`, in the same clause. A comma
+    ends the clause, except inside a list that "or"/"nor" closes: in "no pneumothorax, effusion or
+    pneumonia" all three are negated, in "no nodule, small effusion" the effusion is present."""
+    cuts = list(vocab.breaker_re.finditer(text[:start]))
+    if _cue_in_window(text[cuts[-1].end() if cuts else 0:start], vocab):
+        return True
+    if not cuts or cuts[-1].group(0) != "," or not _or_list_follows(text, cuts[-1].start(), vocab):
+        return False
+    for j in range(len(cuts) - 1, -1, -1):  # back over the list's items to the nearest one with a cue
+        if _cue_in_window(text[cuts[j - 1].end() if j else 0:cuts[j].start()], vocab):
+            return True
+        if j == 0 or cuts[j - 1].group(0) != ",":
+            return False
+    return False
+
+
+def _cue_in_window(clause: str, vocab: Vocabulary) -> bool:
+    return bool(vocab.negation_re.search(" ".join(clause.split()[-_NEG_WINDOW:])))
+
+
+_OR = re.compile(r"\b(?:or|nor)\b")
+
+
+def _or_list_follows(text: str, comma: int, vocab: Vocabulary) -> bool:
+    """Whether the clause goes on from `comma` as a list that "or"/"nor" closes."""
+    end = next((m.start() for m in vocab.breaker_re.finditer(text, comma + 1) if m.group(0) != ","), len(text))
+    return _OR.search(text, comma, end) is not None
 
 
 def _first(values: list[str]) -> str:

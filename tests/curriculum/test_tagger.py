@@ -55,6 +55,21 @@ def test_negation_scope_ends_at_clause():
     assert t.negated == ("pneumothorax",) and t.findings == ("pleural effusion",) and t.phase == "grading"
 
 
+@pytest.mark.parametrize("caption, present, negated", [
+    # a list that "or" closes is negated whole: the commas do not end the cue's scope
+    ("Chest radiograph with no pneumothorax, pleural effusion or pneumonia.", (),
+     ("pneumothorax", "pleural effusion", "pneumonia")),
+    ("Pneumonia, no pneumothorax, effusion or nodule.", ("pneumonia",), ("pneumothorax", "pleural effusion", "nodule")),
+    # without "or" a comma ends the clause, and so does a full stop before the list
+    ("CT of the chest: no nodule, small pleural effusion.", ("pleural effusion",), ("nodule",)),
+    ("No effusion. Pneumothorax, nodule or pneumonia.", ("pneumothorax", "nodule", "pneumonia"), ("pleural effusion",)),
+])
+def test_negated_lists_span_commas(caption, present, negated):
+    t = tag_caption(caption)
+    assert (t.findings, t.negated) == (present, negated)
+    assert t.finding == (present[0] if present else "none")
+
+
 def test_given_tags_win():
     t = tag_caption("CT of the chest", given={"phase": "abnormality", "finding": "covid-19 pneumonia", "modality": "CT"})
     assert (t.phase, t.finding) == ("abnormality", "covid-19 pneumonia")
