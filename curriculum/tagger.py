@@ -154,15 +154,15 @@ def _negated(text: str, start: int, vocab: Vocabulary) -> bool:
     ends the clause, except inside a list that "or"/"nor" closes: in "no pneumothorax, effusion or
     pneumonia" all three are negated, in "no nodule, small effusion" the effusion is present."""
     cuts = list(vocab.breaker_re.finditer(text[:start]))
-    if _cue_in_window(text[cuts[-1].end() if cuts else 0:start], vocab):
-        return True
-    if not cuts or cuts[-1].group(0) != "," or not _or_list_follows(text, cuts[-1].start(), vocab):
-        return False
-    for j in range(len(cuts) - 1, -1, -1):  # back over the list's items to the nearest one with a cue
-        if _cue_in_window(text[cuts[j - 1].end() if j else 0:cuts[j].start()], vocab):
+    end = start
+    for j in range(len(cuts) - 1, -2, -1):  # the finding's own segment, then back over a list's items
+        if _cue_in_window(text[cuts[j].end() if j >= 0 else 0:end], vocab):
             return True
-        if j == 0 or cuts[j - 1].group(0) != ",":
+        if j < 0 or cuts[j].group(0) != ",":
             return False
+        if j == len(cuts) - 1 and not _or_list_follows(text, cuts[j].start(), vocab):
+            return False
+        end = cuts[j].start()
     return False
 
 

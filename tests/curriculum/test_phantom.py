@@ -292,7 +292,6 @@ def test_write_phantom_dataset(tmp_path):
     assert before == after
 
 
-
 def test_cohort_cases_are_appended_and_leave_the_general_ones_alone(tmp_path):
     """Disease-cohort cases (COHORTS) carry their cohort's finding, come after the general cases of
     each split in their own index range, and do not change one byte of the general cases."""
@@ -322,6 +321,7 @@ def test_cohort_cases_are_appended_and_leave_the_general_ones_alone(tmp_path):
     assert {c.finding for c in tumors} == {"tumor"}
     assert {c.subtype for c in tumors} == {"glioma", "meningioma", "pituitary adenoma"}
     assert len({c.grade for c in tumors if c.subtype == "meningioma"}) == 3
+
 
 def test_grid_preview(tmp_path):
     """Not an assertion on looks: writes /tmp/phantom_grid.png for a human to inspect."""
