@@ -94,9 +94,11 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
 
     from benchmarks import eval_cache, flops, ingest_throughput, train_overhead
     from radisim.curriculum.phantom import write_phantom_dataset
+    from radisim.platform.config import load_job_config
     from radisim.platform.data.pipeline import train_dir
+    from radisim.platform.train.runner import worker_threads
 
-    threads = 1  # the demo configuration: cpus_per_worker 1 -> torch_threads 1 (runner.phase_loop_config)
+    threads = worker_threads(load_job_config(None, []))  # what the demo's Train worker uses here
     data_root = work / "phantom"
     write_phantom_dataset(data_root, n_train_images=sizes.train_images, n_eval_images=sizes.eval_images, seed=0,
                           progress=False)
@@ -120,7 +122,7 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
     with local_ray():
         say(f"Ray Train: {sizes.fits} phase fit(s) x {sizes.steps} steps, batch {batch}")
         fit = train_overhead.ray_fit(str(data_root), str(work / "train"), sizes.steps, sizes.log_every, batch,
-                                     fits=sizes.fits, model=model)
+                                     fits=sizes.fits, model=model, threads=threads)
         say("plain PyTorch loop (after)")
         torch.set_num_threads(threads)
         plain.append(train_overhead.plain_loop(step, images, text, sizes.plain_steps, batch, sizes.log_every))

@@ -161,9 +161,10 @@ def plain_loop(step: TrainStep, images: torch.Tensor, text: torch.Tensor, steps:
 
 
 def ray_fit(data_root: str, work: str, steps: int, log_every: int, batch: int, fits: int = 1,
-            model: str = "radisim-tiny", shuffle_buffer: int | None = None) -> dict:
+            model: str = "radisim-tiny", shuffle_buffer: int | None = None, threads: int = 1) -> dict:
     """`fits` TorchTrainer fits of `steps` steps each (as curriculum phases 1..fits), in the caller's
-    Ray session. Returns per-fit windows, first-batch and start-up seconds, and the init checkpoint."""
+    Ray session, on `threads` torch threads (the plain loop's, for a like-for-like ratio). Returns
+    per-fit windows, first-batch and start-up seconds, and the init checkpoint."""
     from mlflow.tracking import MlflowClient
 
     from radisim.platform.config import load_job_config
@@ -177,7 +178,7 @@ def ray_fit(data_root: str, work: str, steps: int, log_every: int, batch: int, f
     cfg = load_job_config(None, sets, base={
         "data": {"root": data_root, **({} if shuffle_buffer is None else {"shuffle_buffer": shuffle_buffer})},
         "model": {"name": model},
-        "train": {"batch_size": batch, "log_every": log_every, "checkpoint_every": 10**6,
+        "train": {"batch_size": batch, "log_every": log_every, "checkpoint_every": 10**6, "torch_threads": threads,
                   "storage_path": str(Path(work, "ray_results")), "max_failures": 0},
         "tracking": {"tracking_uri": uri, "experiment": "bench"},
     }).resolved()

@@ -22,6 +22,7 @@ from radisim.platform import tune as tune_wiring
 from radisim.platform.config import JobConfig, resolve_path
 from radisim.platform.raysession import ray_session
 from radisim.platform.tracking import Tracker, ui_command
+from radisim.platform.train.runner import worker_threads
 
 STATE_FILE = "radisim_sweep.json"
 METRIC = "score/mean"
@@ -147,12 +148,15 @@ def run(cfg: JobConfig, resume: bool = False):
             tracker.log_params(sweep_run, {**{f"ablate.{k}": v for k, v in cfg.ablate.model_dump().items()}, **budget})
             tracker.log_metrics(sweep_run, budget)
             storage.write_json(state_path, {"sweep_run_id": sweep_run, "name": cfg.ablate.name})
-        trainable = tune.with_parameters(ablation.curriculum_trial, job=cfg.model_dump(mode="json"),
-                                         sweep_name=cfg.ablate.name, sweep_run_id=sweep_run,
-                                         multi_pacing=len(cfg.ablate.pacings) > 1)
         n_phases = len(cfg.curriculum.phases)
         needs = tune_wiring.trial_needs(cfg.train.num_workers, cfg.train.cpus_per_worker, cfg.train.use_gpu)
         concurrent = cfg.ablate.max_concurrent_trials or tune_wiring.max_concurrent(ray.cluster_resources(), needs)
+        # concurrent trials on a local Ray share the host's cores rather than each taking them all
+        job = cfg.model_copy(update={"train": cfg.train.model_copy(
+            update={"torch_threads": worker_threads(cfg, concurrent)})}).model_dump(mode="json")
+        trainable = tune.with_parameters(ablation.curriculum_trial, job=job,
+                                         sweep_name=cfg.ablate.name, sweep_run_id=sweep_run,
+                                         multi_pacing=len(cfg.ablate.pacings) > 1)
         print(f"sweep {cfg.ablate.name!r}: {cfg.ablate.search} search, {concurrent} concurrent trial(s); "
               f"each arm {budget['budget/optimizer_steps']} steps / {budget['budget/samples']} samples")
         t0 = time.perf_counter()

@@ -21,3 +21,26 @@ def test_local_session_lists_parquet_footers_with_one_actor_and_keeps_the_users_
         assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.1"
         assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
     assert not ray.is_initialized()
+
+
+def test_train_workers_share_the_hosts_cores_on_a_local_ray_and_take_their_reservation_on_a_cluster(monkeypatch):
+    from radisim.platform.config import load_job_config
+    from radisim.platform.train.runner import phase_loop_config, worker_threads
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+
+    def threads(*sets, trials=1):
+        return worker_threads(load_job_config(None, list(sets)), trials)
+
+    assert threads() == 8                                   # one local worker: every core
+    assert threads("train.num_workers=2") == 4
+    assert threads("train.num_workers=2", trials=2) == 2    # two concurrent Tune trials of 2 workers
+    assert threads("train.num_workers=4", trials=4) == 1    # never below one
+    assert threads("train.cpus_per_worker=2", "train.num_workers=8") == 2  # never below the reservation
+    assert threads("train.torch_threads=3") == 3            # the user's value wins
+    assert threads("ray.address=ray://head:10001", "train.cpus_per_worker=1.5") == 2
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert threads() == 1
+    cfg = load_job_config(None, ["train.cpus_per_worker=6"])
+    assert phase_loop_config(cfg, 0, None, "sqlite://", None, "run", 0)["torch_threads"] == 6
