@@ -94,11 +94,11 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
 
     from benchmarks import eval_cache, flops, ingest_throughput, train_overhead
     from radisim.curriculum.phantom import write_phantom_dataset
-    from radisim.platform.config import load_job_config
     from radisim.platform.data.pipeline import train_dir
-    from radisim.platform.train.runner import worker_threads
 
-    threads = worker_threads(load_job_config(None, []))  # what the demo's Train worker uses here
+    # One thread on both sides of every ratio: the FLOP accounting counts the training thread's CPU time,
+    # and the Ray fit is pinned to it too (the demo's worker uses the host's cores: runner.worker_threads).
+    threads = 1
     data_root = work / "phantom"
     write_phantom_dataset(data_root, n_train_images=sizes.train_images, n_eval_images=sizes.eval_images, seed=0,
                           progress=False)
