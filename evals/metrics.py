@@ -168,21 +168,33 @@ def bootstrap_metrics(
     return weighted_metrics(kind, W, y_true, scores)
 
 
+def percentile_ci(value: float, resamples: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of `resamples` (nan ones dropped), widened to contain `value`;
+    (value, value) when nothing is left."""
+    values = resamples[np.isfinite(resamples)]
+    if not len(values) or not np.isfinite(value):
+        return value, value
+    tail = 100 * (1 - CI_LEVEL) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(min(low, value)), float(max(high, value))
+
+
+def evaluate_resampled(
+    kind: str, y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, seed: int | np.random.SeedSequence = 0
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """`evaluate`'s flat dict and the (n_bootstrap,) resample values behind each CI. Two models scored
+    on the same examples with the same seed share their resamples, so their values pair up."""
+    point = point_metrics(kind, y_true, scores)
+    boots = bootstrap_metrics(kind, y_true, scores, n_bootstrap, seed) if n_bootstrap > 0 else {}
+    out: dict[str, float] = {}
+    for name, value in point.items():
+        low, high = percentile_ci(value, boots.get(name, np.array([])))
+        out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = value, low, high
+    return out, boots
+
+
 def evaluate(
     kind: str, y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, seed: int | np.random.SeedSequence = 0
 ) -> dict[str, float]:
     """Flat dict {metric, metric_ci_low, metric_ci_high} for every metric of `kind`."""
-    point = point_metrics(kind, y_true, scores)
-    boots = bootstrap_metrics(kind, y_true, scores, n_bootstrap, seed) if n_bootstrap > 0 else {}
-    out: dict[str, float] = {}
-    tail = 100 * (1 - CI_LEVEL) / 2
-    for name, value in point.items():
-        values = boots.get(name, np.array([]))
-        values = values[np.isfinite(values)]
-        if len(values) and np.isfinite(value):
-            low, high = np.percentile(values, [tail, 100 - tail])
-            low, high = min(low, value), max(high, value)
-        else:
-            low = high = value
-        out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = value, float(low), float(high)
-    return out
+    return evaluate_resampled(kind, y_true, scores, n_bootstrap, seed)[0]

@@ -63,6 +63,21 @@ def format_stage_table(results: Sequence[SuiteResult] | MetricsByLabel, digits: 
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body)])
 
 
+def format_gain_table(label: str, metrics: Mapping[str, float], baseline: str = "untrained", digits: int = 3) -> str:
+    """`label`'s stage gains over `baseline` (`suite.stage_gains`) with their paired 95% CIs, a row per
+    stage; '' when the metrics carry none."""
+    rows = [(name, *(metrics.get(f"stage{s}/gain{end}") for end in ("", "_ci_low", "_ci_high")))
+            for s, name in enumerate(STAGE_LABELS, 1)]
+    rows = [r for r in rows if r[1] is not None and math.isfinite(r[1])]
+    if not rows:
+        return ""
+    f = lambda v: f"{v:+.{digits}f}"  # noqa: E731
+    body = [f"{name:<12}  {f(g):>7}  [{f(lo)}, {f(hi)}]  {'above 0' if lo > 0 else ('below 0' if hi < 0 else 'spans 0')}"
+            for name, g, lo, hi in rows]
+    return "\n".join([f"{label} - {baseline}, paired bootstrap 95% CI over the held-out images:",
+                       f"{'stage':<12}  {'gain':>7}  {'95% CI':<16}", *body])
+
+
 def radar_plot(results: Sequence[SuiteResult] | MetricsByLabel, path: str | Path, title: str | None = None) -> Path:
     """One closed polygon per model over the five stage scores (0..1), like the paper's figure."""
     plt = _pyplot()

@@ -29,7 +29,7 @@ from .datasets import Examples, ImagePool, load_examples
 from .embed import ModelRef, embed_pool
 from .tasks import Subtask, subtasks as select_subtasks
 
-__all__ = ["ModelRef", "SubtaskResult", "SuiteResult", "run_suite", "stage_score_key"]
+__all__ = ["ModelRef", "SubtaskResult", "SuiteResult", "run_suite", "stage_gains", "stage_score_key"]
 
 
 def stage_score_key(stage: int) -> str:
@@ -56,6 +56,8 @@ class SuiteResult:
     subtasks: dict[str, SubtaskResult]
     timings: dict[str, float] = field(default_factory=dict)
     cache_hits: dict[str, bool] = field(default_factory=dict)  # pool name -> served from the cache
+    #: stage -> (n_bootstrap,) stage score on each resample (its subtasks' primary metrics, averaged)
+    stage_resamples: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -104,7 +106,8 @@ def run_suite(
     """Evaluate `model_ref` on the chosen subtasks (default: all 24). Needs `ray.init` beforehand.
 
     metrics: `stage<N>/<id>/<metric>` plus `_ci_low`/`_ci_high` for every metric of each subtask,
-    and `stage<N>/score` = mean primary metric over that stage's chosen subtasks.
+    and `stage<N>/score` = mean primary metric over that stage's chosen subtasks, with its own CI
+    (`stage<N>/score_ci_low`/`_ci_high`: each resample's mean over the same subtasks).
     """
     if source not in ("phantom", "real"):
         raise ValueError(f"source must be 'phantom' or 'real', got {source!r}")
@@ -136,35 +139,82 @@ def run_suite(
     flat: dict[str, float] = {}
     results: dict[str, SubtaskResult] = {}
     primaries: dict[int, list[float]] = {}
+    primary_resamples: dict[int, list[np.ndarray]] = {}
     for task in tasks:
         ex = examples[task.id]
         image_emb = pool_embeddings[id(ex.pool)][ex.rows]
         scores = zeroshot.score(task, image_emb, encoder, logit_scale, ex.queries)
-        values = metrics_lib.evaluate(task.kind, ex.y, scores, n_bootstrap, _subtask_seed(seed, task.id))
+        values, boots = metrics_lib.evaluate_resampled(task.kind, ex.y, scores, n_bootstrap, _subtask_seed(seed, task.id))
         keyed = {f"stage{task.stage}/{task.id}/{name}": v for name, v in values.items()}
         flat.update(keyed)
         results[task.id] = SubtaskResult(task, task.classes, ex.y, scores, keyed, ex.queries)
         primaries.setdefault(task.stage, []).append(values[task.metric])
+        primary_resamples.setdefault(task.stage, []).append(boots.get(task.metric, np.full(n_bootstrap, np.nan)))
+    stage_resamples = {}
     for stage, values in sorted(primaries.items()):
-        flat[stage_score_key(stage)] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        score = _nanmean(np.array(values))
+        stage_resamples[stage] = _nanmean(np.stack(primary_resamples[stage]), axis=0)
+        low, high = metrics_lib.percentile_ci(score, stage_resamples[stage])
+        flat.update({stage_score_key(stage): score, f"{stage_score_key(stage)}_ci_low": low,
+                     f"{stage_score_key(stage)}_ci_high": high})
     timings["score_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
-    return SuiteResult(model_ref, bundle.fingerprint, flat, results, timings, cache_hits)
+    return SuiteResult(model_ref, bundle.fingerprint, flat, results, timings, cache_hits, stage_resamples)
+
+
+def _nanmean(values: np.ndarray, axis=None):
+    """np.nanmean without its all-nan warning: nan where nothing is finite."""
+    finite = np.isfinite(values)
+    total = np.where(finite, values, 0.0).sum(axis=axis)
+    count = finite.sum(axis=axis)
+    out = np.divide(total, count, out=np.full(np.shape(total), np.nan), where=count > 0)
+    return float(out) if axis is None else out
+
+
+def _same_examples(a: SuiteResult, b: SuiteResult, stage: int) -> bool:
+    """The stage's subtasks ran on the same examples in both (so the same seed drew the same resamples)."""
+    ids = sorted(k for k, r in a.subtasks.items() if r.subtask.stage == stage)
+    return ids == sorted(k for k, r in b.subtasks.items() if r.subtask.stage == stage) and all(
+        np.array_equal(a.subtasks[k].y_true, b.subtasks[k].y_true) for k in ids)
+
+
+def stage_gains(result: SuiteResult, baseline: SuiteResult) -> dict[str, float]:
+    """`stage<N>/gain` = stage score minus the baseline's, with a paired bootstrap 95% CI
+    (`_ci_low`/`_ci_high`): both models were scored on the same images and resamples, so the
+    interval is of the per-resample difference. A CI above 0 is a gain beyond the eval set's
+    sampling noise (not beyond training's run-to-run spread: that takes several seeds)."""
+    out: dict[str, float] = {}
+    for stage, resamples in result.stage_resamples.items():
+        base = baseline.stage_resamples.get(stage)
+        if base is None or base.shape != resamples.shape or not _same_examples(result, baseline, stage):
+            continue
+        key = stage_score_key(stage)
+        gain = result.metrics[key] - baseline.metrics[key]
+        low, high = metrics_lib.percentile_ci(gain, resamples - base)
+        out.update({f"stage{stage}/gain": gain, f"stage{stage}/gain_ci_low": low, f"stage{stage}/gain_ci_high": high})
+    return out
 
 
 def evaluator(cfg):
     """The per-phase evaluation of a training job (`radisim.platform.config.JobConfig`): the suite on
     the held-out split of `cfg.data.root`, image embeddings cached per checkpoint in `cfg.eval.cache_dir`.
-    Returns `evaluate(checkpoint_dir, label) -> flat metrics`, as `run_curriculum` expects."""
+    Returns `evaluate(checkpoint_dir, label) -> flat metrics`, as `run_curriculum` expects. Once it has
+    evaluated the initial weights (label `UNTRAINED`), later labels also get `stage_gains` against them."""
     from radisim.platform.config import resolve_path
+    from radisim.platform.train.runner import UNTRAINED
 
     subtask_ids = None if cfg.eval.subtasks == ["all"] else list(cfg.eval.subtasks)
+    untrained: list[SuiteResult] = []
 
     def evaluate(checkpoint_dir: str, label: str) -> dict[str, float]:
         ref = ModelRef(cfg.model.name, checkpoint=checkpoint_dir, siglip=cfg.curriculum.uses_siglip, label=label)
-        return run_suite(ref, subtasks=subtask_ids, data_root=resolve_path(cfg.eval.data_root or cfg.data.root),
-                         cache_dir=resolve_path(cfg.eval.cache_dir), n_bootstrap=cfg.eval.n_bootstrap,
-                         seed=cfg.eval.seed, source=cfg.eval.source, roots=cfg.eval.roots or None,
-                         driver_max_images=cfg.eval.driver_max_images).metrics
+        result = run_suite(ref, subtasks=subtask_ids, data_root=resolve_path(cfg.eval.data_root or cfg.data.root),
+                           cache_dir=resolve_path(cfg.eval.cache_dir), n_bootstrap=cfg.eval.n_bootstrap,
+                           seed=cfg.eval.seed, source=cfg.eval.source, roots=cfg.eval.roots or None,
+                           driver_max_images=cfg.eval.driver_max_images)
+        if label == UNTRAINED:
+            untrained[:] = [result]
+            return result.metrics
+        return {**result.metrics, **(stage_gains(result, untrained[0]) if untrained else {})}
 
     return evaluate

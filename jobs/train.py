@@ -29,10 +29,13 @@ def ensure_data(cfg: JobConfig) -> None:
 
 
 def print_stage_table(evaluations) -> None:
-    from radisim.evals.report import format_stage_table
+    from radisim.evals.report import format_gain_table, format_stage_table
 
     print("\nzero-shot stage scores (held-out split):")
     print(format_stage_table(dict(evaluations)), flush=True)
+    gains = format_gain_table(*evaluations[-1])
+    if gains:
+        print("\n" + gains, flush=True)
 
 
 def log_reports(cfg: JobConfig, result: CurriculumResult) -> None:

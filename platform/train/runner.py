@@ -24,7 +24,8 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/inf loss; retrying would reproduce it, so the run stops."""
 
 
-#: evaluate(checkpoint_dir, label) -> flat metrics, e.g. {"stage1/score": 0.9, ...}
+#: evaluate(checkpoint_dir, label) -> flat metrics, e.g. {"stage1/score": 0.9, ...}; called with label
+#: UNTRAINED on the initial weights (`eval.untrained_baseline`) before any phase, resumed runs included.
 Evaluator = Callable[[str, str], dict[str, float]]
 
 
@@ -152,6 +153,8 @@ def fit_phase(cfg: JobConfig, index: int, mix: dict[str, float], loop_config: di
 
 
 STATE_FILE = "radisim_run.json"
+#: The label of the initial weights' evaluation.
+UNTRAINED = "untrained"
 
 
 def phase_label(index: int, name: str) -> str:
@@ -262,10 +265,14 @@ def run_curriculum(
             checkpoint, image_size = save_init_checkpoint(cfg, storage.join(base, "init"))
             state.init_checkpoint = checkpoint.path
             state.save()
-        if evaluate and cfg.eval.untrained_baseline and state.untrained is None:
-            state.untrained = _evaluate(checkpoint, "untrained", [parent], step=0)
-            state.save()
-        _record("untrained", state.untrained)
+        if evaluate and cfg.eval.untrained_baseline:
+            if state.untrained is None:
+                state.untrained = _evaluate(checkpoint, UNTRAINED, [parent], step=0)
+                state.save()
+            elif not state.finished:  # resumed: the evaluator measures later phases' gains against it
+                with checkpoint.as_directory() as local:
+                    evaluate(local, UNTRAINED)
+        _record(UNTRAINED, state.untrained)
         counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
         outcomes: list[PhaseOutcome] = []
         offset = 0

@@ -28,7 +28,33 @@ def test_full_suite_on_random_tiny_checkpoint_is_finite_with_ordered_cis(suite_r
     for stage, score in result.stage_scores.items():
         primaries = [m[t.key(t.metric)] for t in subtasks(stage=stage)]
         assert score == pytest.approx(np.mean(primaries))
-    assert len(m) == 5 + 3 * sum(len(t.metrics) for t in subtasks())
+        low, high = m[f"stage{stage}/score_ci_low"], m[f"stage{stage}/score_ci_high"]
+        assert low <= score <= high and high - low < 0.5
+        # the stage's resamples are its subtasks' resamples averaged, so its CI is narrower than theirs
+        assert high - low <= max(m[t.key(t.metric) + "_ci_high"] - m[t.key(t.metric) + "_ci_low"]
+                                 for t in subtasks(stage=stage)) + 1e-9
+        assert result.stage_resamples[stage].shape == (1000,)
+    assert len(m) == 3 * 5 + 3 * sum(len(t.metrics) for t in subtasks())
+
+
+def test_stage_gains_are_paired_over_the_same_resamples(suite_runs):
+    from dataclasses import replace
+
+    from radisim.evals.suite import stage_gains
+
+    base = suite_runs["cold"]
+    assert set(stage_gains(base, base).values()) == {0.0}  # itself: every resample's difference is 0
+    # a model that scores 0.1 higher on every resample gains 0.1 with a CI of exactly 0.1
+    better = replace(base, metrics={**base.metrics, **{f"stage{s}/score": v + 0.1 for s, v in base.stage_scores.items()}},
+                     stage_resamples={s: r + 0.1 for s, r in base.stage_resamples.items()})
+    gains = stage_gains(better, base)
+    for s in range(1, 6):
+        assert gains[f"stage{s}/gain"] == pytest.approx(0.1)
+        assert gains[f"stage{s}/gain_ci_low"] == pytest.approx(0.1) == gains[f"stage{s}/gain_ci_high"]
+    # other examples (here: other labels) draw other resamples: no pairing, no gain
+    other = replace(base, subtasks={k: replace(r, y_true=r.y_true[::-1].copy()) if r.subtask.stage == 2 else r
+                                    for k, r in base.subtasks.items()})
+    assert "stage2/gain" not in stage_gains(better, other) and "stage1/gain" in stage_gains(better, other)
 
 
 def test_second_run_is_served_from_the_cache(suite_runs, monkeypatch):

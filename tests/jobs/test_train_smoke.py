@@ -43,6 +43,8 @@ def test_run_tree_and_metrics(smoke_run):
     assert all(r.info.status == "FINISHED" for r in runs)
     assert parent.data.tags["mlflow.source.git.commit"]
     assert parent.data.params["model.name"] == "radisim-tiny"
+    untrained = {stage: next(h.value for h in client.get_metric_history(parent.info.run_id, f"stage{stage}/score")
+                             if h.step == 0) for stage in range(1, 6)}
     for run in [parent, *children]:
         m = run.data.metrics
         for stage in range(1, 6):
@@ -50,6 +52,9 @@ def test_run_tree_and_metrics(smoke_run):
             assert any(k.startswith(f"stage{stage}/") and k.endswith("_ci_low") for k in m)
     for child in children:
         m = child.data.metrics
+        for stage in range(1, 6):  # each phase's gain over the untrained model, paired CI around it
+            low, gain, high = (m[f"stage{stage}/gain{end}"] for end in ("_ci_low", "", "_ci_high"))
+            assert low <= gain <= high and gain == pytest.approx(m[f"stage{stage}/score"] - untrained[stage])
         for key in ("train/loss", "train/lr", "train/samples_per_s", "train/data_wait_frac"):
             assert math.isfinite(m[key]) and m[key] >= 0, key
         history = client.get_metric_history(child.info.run_id, "train/loss")
@@ -64,6 +69,7 @@ def test_run_tree_and_metrics(smoke_run):
     # the parent shows the stage score after each phase, with the untrained model at step 0
     history = client.get_metric_history(parent.info.run_id, "stage1/score")
     assert sorted(h.step for h in history) == [0, 1, 2, 3, 4, 5]
+    assert [h.step for h in client.get_metric_history(parent.info.run_id, "stage1/gain")] == [1, 2, 3, 4, 5]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/stage_scores_radar.png", "report/stage_scores.csv"} <= artifacts
 
@@ -72,5 +78,6 @@ def test_run_tree_and_metrics(smoke_run):
 def test_prints_tables_and_ui_command(smoke_run):
     _, uri, out = smoke_run
     assert "untrained" in out and "p5-grading" in out
+    assert "p5-grading - untrained, paired bootstrap 95% CI" in out
     assert "mlflow ui --backend-store-uri" not in out or uri in out
     assert f"in {uri}" in out

@@ -27,5 +27,7 @@ def test_rerun_resumes_after_the_finished_phase(driver_killed_then_rerun):
     assert all(r.info.status == "FINISHED" for r in after.values())
     for s in range(1, 6):
         assert f"stage{s}/score" in parents[0].data.metrics
+        # the rerun measured the resumed phase's gain against the untrained model evaluated before the kill
+        assert f"stage{s}/gain" in after["anatomy"].data.metrics
     # a third run of the same command retrains nothing
     assert third.returncode == 0 and "nothing is retrained" in third.stdout
