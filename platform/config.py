@@ -125,7 +125,8 @@ class TrainConfig(Strict):
     max_failures: int = Field(3, ge=-1)
     #: Ray Train storage for checkpoints: a local path or a pyarrow-supported URI (s3://, gs://).
     storage_path: str = "radisim_work/ray_results"
-    #: Threads per worker for CPU math; None = cpus_per_worker rounded up.
+    #: Threads per worker for CPU math; None = cpus_per_worker rounded up on a cluster, and on the embedded
+    #: local Ray the host's cores shared among the workers (runner.worker_threads).
     torch_threads: Optional[int] = Field(None, ge=1)
     #: Fault injection for testing the non-finite-loss guard: poison the loss at this step.
     debug_nan_at_step: Optional[int] = Field(None, ge=1)
