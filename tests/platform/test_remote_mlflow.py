@@ -72,11 +72,14 @@ def test_ui_renders_runs_and_stage_score_comparison(cloud_run, tmp_path):
     assert parent["info"]["run_name"] in page, page[-2000:]
     assert re.search(rf"{len(runs)}\s+matching runs", _text(page)), _text(page)[:2000]
 
-    # chart view: one section per metric prefix; stage<N> holds exactly the stage score chart
+    # chart view: one section per metric prefix; stage<N> holds exactly the stage-level charts (score,
+    # gain over the untrained model, their CI bounds), the subtasks have sections of their own
     page = _text(render(f"{uri}/#/experiments/{exp_id}/runs?compareRunsMode=CHART", tmp_path / "chrome-charts",
                         screenshot=ARTIFACTS / "mlflow_experiment_charts.png"))
     for stage in range(1, 6):
-        assert f"stage{stage} (1)" in page, page[:3000]
+        stage_level = {k for r in runs for k in metrics(r) if k.startswith(f"stage{stage}/") and k.count("/") == 1}
+        assert {f"stage{stage}/score", f"stage{stage}/gain"} <= stage_level
+        assert f"stage{stage} ({len(stage_level)})" in page, page[:3000]
     assert "stage4/br35h" in page and "train (" in page
 
     # compare view of the whole run tree: run names, the stage-score row with the logged value, tags
@@ -86,10 +89,11 @@ def test_ui_renders_runs_and_stage_score_comparison(cloud_run, tmp_path):
     assert f"Comparing {len(runs)} Runs" in text, text[:2000]
     for label in ("p1-modality", "p2-anatomy", parent["info"]["run_name"]):
         assert label in text
-    assert "stage1/score" in text and "ordering" in text and "phase" in text
+    # the metrics table lists names in order and renders its first rows: the stage-level gain comes first
+    assert "stage1/gain" in text and "ordering" in text and "phase" in text
     # the value shown is the logged one (the compare table rounds to 3 decimals)
-    score = metrics(parent)["stage1/score"]
-    assert any(abs(float(v) - score) < 1e-3 for v in re.findall(r"\d+\.\d+", text))
+    gain = metrics(parent)["stage1/gain"]
+    assert any(abs(float(v.replace("\u2212", "-")) - gain) < 1e-3 for v in re.findall(r"[-\u2212]?\d+\.\d+", text))
     print(f"screenshots in {ARTIFACTS}: mlflow_experiment_runs.png, mlflow_experiment_charts.png, mlflow_compare_runs.png")
     assert (ARTIFACTS / "mlflow_compare_runs.png").stat().st_size > 10_000
 
