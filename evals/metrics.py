@@ -80,7 +80,7 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
 
 
-def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
+def nanmean(x: np.ndarray, axis: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows -> nan (metric undefined)
         return np.nanmean(x, axis=axis)
@@ -130,14 +130,14 @@ def _label_metrics(W: np.ndarray, y: np.ndarray, pred: np.ndarray, k: int) -> di
     f1 = _safe_div(2 * tp, n_true + n_pred)  # nan for classes neither true nor predicted: not averaged
     return {
         "accuracy": _safe_div(W @ correct, W.sum(1)),
-        "balanced_accuracy": _nanmean(recall, axis=1),
-        "macro_f1": _nanmean(f1, axis=1),
+        "balanced_accuracy": nanmean(recall, axis=1),
+        "macro_f1": nanmean(f1, axis=1),
     }
 
 
 def _ovr_weighted_auc(W: np.ndarray, onehot: np.ndarray, scores: np.ndarray) -> np.ndarray:
     per_class = np.stack([weighted_auc(W, onehot[:, k], scores[:, k]) for k in range(scores.shape[1])], axis=1)
-    return _nanmean(per_class, axis=1)
+    return nanmean(per_class, axis=1)
 
 
 def weighted_metrics(kind: str, W: np.ndarray, y_true: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
@@ -146,7 +146,7 @@ def weighted_metrics(kind: str, W: np.ndarray, y_true: np.ndarray, scores: np.nd
     if kind == "multi-label":
         K = scores.shape[1]
         ap = np.stack([weighted_average_precision(W, y_true[:, k], scores[:, k]) for k in range(K)], axis=1)
-        return {"map": _nanmean(ap, axis=1), "auc": _ovr_weighted_auc(W, y_true, scores)}
+        return {"map": nanmean(ap, axis=1), "auc": _ovr_weighted_auc(W, y_true, scores)}
     if kind == "binary":
         y = y_true.astype(int)
         out = _label_metrics(W, y, (scores > 0.5).astype(int), 2)

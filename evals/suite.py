@@ -152,23 +152,14 @@ def run_suite(
         primary_resamples.setdefault(task.stage, []).append(boots.get(task.metric, np.full(n_bootstrap, np.nan)))
     stage_resamples = {}
     for stage, values in sorted(primaries.items()):
-        score = _nanmean(np.array(values))
-        stage_resamples[stage] = _nanmean(np.stack(primary_resamples[stage]), axis=0)
+        score = float(metrics_lib.nanmean(np.array(values), axis=0))
+        stage_resamples[stage] = metrics_lib.nanmean(np.stack(primary_resamples[stage]), axis=0)
         low, high = metrics_lib.percentile_ci(score, stage_resamples[stage])
         flat.update({stage_score_key(stage): score, f"{stage_score_key(stage)}_ci_low": low,
                      f"{stage_score_key(stage)}_ci_high": high})
     timings["score_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     return SuiteResult(model_ref, bundle.fingerprint, flat, results, timings, cache_hits, stage_resamples)
-
-
-def _nanmean(values: np.ndarray, axis=None):
-    """np.nanmean without its all-nan warning: nan where nothing is finite."""
-    finite = np.isfinite(values)
-    total = np.where(finite, values, 0.0).sum(axis=axis)
-    count = finite.sum(axis=axis)
-    out = np.divide(total, count, out=np.full(np.shape(total), np.nan), where=count > 0)
-    return float(out) if axis is None else out
 
 
 def _same_examples(a: SuiteResult, b: SuiteResult, stage: int) -> bool:
