@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from radisim.platform.config import RayConfig
-from radisim.platform.raysession import LOCAL_ENV, ray_session
+from radisim.platform.raysession import LOCAL_ENV, MALLOC_ENV, ray_session
 
 
 def test_local_session_lists_parquet_footers_with_one_actor_and_keeps_the_users_settings(monkeypatch):
@@ -20,6 +20,14 @@ def test_local_session_lists_parquet_footers_with_one_actor_and_keeps_the_users_
         assert FooterFileIndexer(ignore_missing_paths=False)._num_actors == 1  # Ray's default is a pool of 32 actor processes
         assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.1"
         assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+        # glibc reads its malloc settings at process start: the workers' environment must hold them from exec on
+        def exec_environment() -> dict[str, str]:  # what the process was started with, not set since
+            with open(f"/proc/{os.getpid()}/environ", "rb") as f:
+                pairs = (item.decode().partition("=") for item in f.read().split(b"\0") if item)
+                return {k: v for k, _, v in pairs}
+
+        worker_env = ray.get(ray.remote(num_cpus=0.1)(exec_environment).remote())
+        assert {k: worker_env.get(k) for k in MALLOC_ENV} == MALLOC_ENV
     assert not ray.is_initialized()
 
 
