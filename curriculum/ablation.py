@@ -111,7 +111,9 @@ def curriculum_trial(config: dict[str, Any], job: dict, sweep_name: str, sweep_r
 
     tags = {"sweep": sweep_name, "trial_id": trial_id,
             "arm": arm_label(cfg.curriculum.ordering, cfg.curriculum.pacing.name, multi_pacing)}
-    run_curriculum(cfg, evaluate=evaluator(cfg), on_evaluation=report, extra_tags=tags, parent_run_id=sweep_run_id)
+    # One phase after the other: ASHA decides at each phase boundary, before the next phase is paid for.
+    run_curriculum(cfg, evaluate=evaluator(cfg), on_evaluation=report, extra_tags=tags, parent_run_id=sweep_run_id,
+                   overlap_eval=False)
 
 
 # ------------------------------------------------------------------------------------------- report

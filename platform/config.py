@@ -152,6 +152,10 @@ class EvalConfig(Strict):
     driver_max_images: int = Field(2048, ge=0)
     after_each_phase: bool = True
     untrained_baseline: bool = True
+    #: Evaluate each phase's weights (and the untrained ones) while the next phase's fit starts: Ray Train's
+    #: start-up is mostly processes importing torch, one core each, which leaves room for the driver's
+    #: evaluation. Off: strictly one after the other. Tune trials always run them one after the other.
+    overlap: bool = True
 
 
 class TrackingConfig(Strict):

@@ -12,8 +12,9 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -147,11 +148,27 @@ def train_phase(cfg: dict[str, Any]) -> None:
     torch.manual_seed(cfg["seed"] + rank)
 
     phase = cfg["phase"]
+    tcfg = cfg["train"]
+    dtypes = {"image": torch.uint8, "text": torch.long}
+    if phase["hard_negatives"]:
+        dtypes.update(neg_text=torch.long, neg_mask=torch.bool, group=torch.long)
+    shard = ray.train.get_dataset_shard("train")  # [ray]
+
+    def epoch_batches(epoch: int, step: int):  # [ray] streams this worker's split of the phase dataset
+        return shard.iter_torch_batches(
+            batch_size=tcfg["batch_size"], dtypes=dtypes, device=device,
+            drop_last=True, local_shuffle_buffer_size=cfg["shuffle_buffer"] or None,
+            local_shuffle_seed=cfg["seed"] * 1000 + epoch + step, prefetch_batches=2,
+        )
+
     resume = ray.train.get_checkpoint()  # [ray] a retry of this phase resumes from its own checkpoint
     start = resume or cfg["init_checkpoint"]
     with start.as_directory() as ckpt_dir:
-        bundle = load_clip(cfg["model_name"], checkpoint=ckpt_dir, siglip=cfg["siglip"])
         state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True) if resume else None
+        step = int(state["step"]) if state is not None else 0
+        phase_t0 = time.perf_counter()
+        first_epoch = fetch_ahead(epoch_batches(0, step))  # the stream starts while the model loads
+        bundle = load_clip(cfg["model_name"], checkpoint=ckpt_dir, siglip=cfg["siglip"])
     model = bundle.model
     model.output_dict = True
     if "visual" in phase["freeze"]:
@@ -163,17 +180,15 @@ def train_phase(cfg: dict[str, Any]) -> None:
     if cfg["compile"]:
         model = torch.compile(model)
 
-    tcfg = cfg["train"]
     optimizer = build_optimizer(raw, phase["lr"], tcfg, device)
     total, accum = phase["steps"], tcfg["grad_accum"]
     sched = cfg["schedule"]
     factor = lambda s: lr_factor(sched["offset"] + s, sched["total"], sched["warmup"], sched["kind"], sched["min_ratio"])  # noqa: E731
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    step, resumed = 0, {}
+    resumed = {}
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
         resumed = {"train/resumed_from_step": step}
         if rank == 0:
             say(f"[{phase['name']}] resumed from the checkpoint at step {step}")
@@ -184,29 +199,20 @@ def train_phase(cfg: dict[str, Any]) -> None:
 
     logger = RunLogger(cfg["tracking_uri"], cfg["phase_run_id"]) if rank == 0 and cfg["phase_run_id"] else None
     parent_logger = RunLogger(cfg["tracking_uri"], cfg["parent_run_id"]) if logger and cfg["parent_run_id"] else None
-    shard = ray.train.get_dataset_shard("train")  # [ray]
-    batch_size = tcfg["batch_size"]
-    dtypes = {"image": torch.uint8, "text": torch.long}
-    if phase["hard_negatives"]:
-        dtypes.update(neg_text=torch.long, neg_mask=torch.bool, group=torch.long)
     window = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "samples": 0}
-    phase_t0, first_batch_s = time.perf_counter(), None
+    first_batch_s = None
     epoch = 0
     model.train()
     while step < total:
-        batches = shard.iter_torch_batches(  # [ray] streams this worker's split of the phase dataset
-            batch_size=batch_size, dtypes=dtypes, device=device,
-            drop_last=True, local_shuffle_buffer_size=cfg["shuffle_buffer"] or None,
-            local_shuffle_seed=cfg["seed"] * 1000 + epoch + step, prefetch_batches=2,
-        )
-        it = iter(batches)
+        it = first_epoch if epoch == 0 else iter(epoch_batches(epoch, step))
         micro = 0
         while step < total:
             t_wait = time.perf_counter()
             batch = next(it, None)
             if first_batch_s is None:
-                # Pipeline start-up (actor/task spawn, first reads) is reported on its own, not as
-                # steady-state data wait: it is paid once per phase, however long the phase.
+                # Pipeline start-up (actor/task spawn, first reads; counted from the stream's start, which
+                # overlaps the model load) is reported on its own, not as steady-state data wait: it is
+                # paid once per phase, however long the phase.
                 first_batch_s = time.perf_counter() - phase_t0
                 window["t0"] = time.perf_counter()
             else:
@@ -258,10 +264,31 @@ def train_phase(cfg: dict[str, Any]) -> None:
         if batch is not None and step < total:  # left the inner loop on a non-finite loss
             break
         if batch is None and micro == 0:
-            raise RuntimeError(f"phase {phase['name']!r}: the dataset shard yielded no full batch of {batch_size}")
+            raise RuntimeError(f"phase {phase['name']!r}: the dataset shard yielded no full batch of {tcfg['batch_size']}")
     for lg in (logger, parent_logger):
         if lg:
             lg.flush()
+
+
+def fetch_ahead(batches: Iterable[Any]) -> Iterator[Any]:
+    """iter(batches), its first item already being fetched in a helper thread: Ray Data starts a phase's
+    stream (coordinator and reader processes, first reads: 5-12 s on 2 cores) only when a batch is asked
+    for, and the model load (2-4 s) need not wait for it. Errors surface at the first next()."""
+    it = iter(batches)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radisim-first-batch")
+    first = pool.submit(next, it, _END)
+    pool.shutdown(wait=False)
+
+    def chained() -> Iterator[Any]:
+        item = first.result()
+        if item is not _END:
+            yield item
+            yield from it
+
+    return chained()
+
+
+_END = object()
 
 
 def say(line: str) -> None:

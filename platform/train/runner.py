@@ -10,6 +10,7 @@ import math
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -212,8 +213,12 @@ def run_curriculum(
     on_evaluation: Optional[Callable[[list[tuple[str, dict[str, float]]]], None]] = None,
     extra_tags: Optional[dict[str, str]] = None,
     parent_run_id: Optional[str] = None,
+    overlap_eval: Optional[bool] = None,
 ) -> CurriculumResult:
     """Train every phase of `cfg.curriculum` in order; evaluate after each if `evaluate` is given.
+
+    `overlap_eval` (None: `eval.overlap`): evaluate each phase's weights while the next phase's fit
+    starts. `evaluate` and `on_evaluation` are called from this thread either way, in phase order.
 
     Idempotent: a run is named by `tracking.run_name` (default: derived from the config); running it
     again skips finished phases, resumes an interrupted one from its latest checkpoint, and keeps
@@ -258,6 +263,10 @@ def run_curriculum(
             if on_evaluation:
                 on_evaluation(evaluations)
 
+    # `later`: the evaluation of the weights just trained, run while the next phase's fit starts when
+    # `overlap` is on (see `_run_phase`), else before it; everything it touches stays in this thread.
+    later: Optional[Callable[[], None]] = None
+    overlap = cfg.eval.overlap if overlap_eval is None else overlap_eval
     try:
         if state.init_checkpoint:
             checkpoint, image_size = storage.checkpoint_at(store, state.init_checkpoint), None
@@ -265,32 +274,38 @@ def run_curriculum(
             checkpoint, image_size = save_init_checkpoint(cfg, storage.join(base, "init"))
             state.init_checkpoint = checkpoint.path
             state.save()
-        if evaluate and cfg.eval.untrained_baseline:
-            if state.untrained is None:
-                state.untrained = _evaluate(checkpoint, UNTRAINED, [parent], step=0)
+        if evaluate and cfg.eval.untrained_baseline and state.untrained is None:
+            def later(ckpt=checkpoint) -> None:
+                state.untrained = _evaluate(ckpt, UNTRAINED, [parent], step=0)
                 state.save()
-            elif not state.finished:  # resumed: the evaluator measures later phases' gains against it
-                with checkpoint.as_directory() as local:
+                _record(UNTRAINED, state.untrained)
+        else:
+            if evaluate and cfg.eval.untrained_baseline and not state.finished:
+                with checkpoint.as_directory() as local:  # resumed: later phases' gains are measured against it
                     evaluate(local, UNTRAINED)
-        _record(UNTRAINED, state.untrained)
+            _record(UNTRAINED, state.untrained)
         counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
         outcomes: list[PhaseOutcome] = []
         offset = 0
         for i, phase in enumerate(spec.phases):
-            outcome = _run_phase(cfg, i, state, tracker, tags, parent, checkpoint, counts, offset, run_name, image_size)
+            outcome = _run_phase(cfg, i, state, tracker, tags, parent, checkpoint, counts, offset, run_name, image_size,
+                                 meanwhile=later, overlap=overlap)
             checkpoint = outcome.checkpoint
             offset += phase.steps
-            rec = state.phases[str(i)]
-            wants_eval = evaluate and (cfg.eval.after_each_phase or i == len(spec.phases) - 1)
-            if wants_eval and not rec.get("evaluated"):
-                rec["eval"] = _evaluate(checkpoint, outcome.label, [outcome.run_id, parent], step=i + 1)
-                rec["evaluated"] = True
-                state.save()
-            outcome.eval_metrics = rec.get("eval") or {}
-            _record(outcome.label, outcome.eval_metrics)
-            if not already_finished:
-                tracker.end(outcome.run_id)
+            wants_eval = bool(evaluate) and (cfg.eval.after_each_phase or i == len(spec.phases) - 1)
+
+            def later(outcome=outcome, rec=state.phases[str(i)], wants_eval=wants_eval) -> None:
+                if wants_eval and not rec.get("evaluated"):
+                    rec["eval"] = _evaluate(outcome.checkpoint, outcome.label, [outcome.run_id, parent],
+                                            step=outcome.index)
+                    rec["evaluated"] = True
+                    state.save()
+                outcome.eval_metrics = rec.get("eval") or {}
+                _record(outcome.label, outcome.eval_metrics)
+                if not already_finished:
+                    tracker.end(outcome.run_id)
             outcomes.append(outcome)
+        later()
         state.finished = True
         state.save()
         if not already_finished:
@@ -303,13 +318,20 @@ def run_curriculum(
 
 
 def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: dict, parent: str, checkpoint,
-               counts: dict[str, int], offset: int, run_name: str, image_size: Optional[int]) -> PhaseOutcome:
-    """Fit phase `i` unless the run state says it is trained; returns its outcome either way."""
+               counts: dict[str, int], offset: int, run_name: str, image_size: Optional[int],
+               meanwhile: Optional[Callable[[], None]] = None, overlap: bool = False) -> PhaseOutcome:
+    """Fit phase `i` unless the run state says it is trained; returns its outcome either way.
+
+    `meanwhile` (the previous evaluation) runs in this thread before the fit, or with `overlap` while
+    the fit starts in a helper thread: Ray Train spends the first 10-20 s of a fit starting processes
+    that each import torch on one core, and the evaluation takes 5-10 s of the other."""
     spec, store = cfg.curriculum, resolve_path(cfg.train.storage_path)
     phase = spec.phases[i]
     label = phase_label(i, phase.name)
     rec = state.phases.setdefault(str(i), {})
     if rec.get("trained"):
+        if meanwhile:
+            meanwhile()
         return PhaseOutcome(i + 1, phase.name, rec["child_run_id"], storage.checkpoint_at(store, rec["checkpoint"]),
                             rec.get("train_metrics", {}), label=label)
     mix = spec.mix(i, counts)
@@ -329,12 +351,14 @@ def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: 
 
         with checkpoint.as_directory() as local:
             image_size = load_clip(cfg.model.name, checkpoint=local, siglip=spec.uses_siglip).image_size
+    if meanwhile and not overlap:
+        meanwhile()
     t0 = time.perf_counter()
     loop_cfg = phase_loop_config(cfg, i, checkpoint, tracker.uri, parent, child, offset)
     loop_cfg["status_path"] = storage.join(store, run_name, f"{label}.status.json")
     storage.remove(loop_cfg["status_path"])
     try:
-        result = fit_phase(cfg, i, mix, loop_cfg, run_name, image_size)
+        result = _fit_with(meanwhile if overlap else None, fit_phase, cfg, i, mix, loop_cfg, run_name, image_size)
     except Exception:
         tracker.end(child, "FAILED")
         raise
@@ -350,3 +374,23 @@ def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: 
     rec.update(trained=True, checkpoint=result.checkpoint.path, train_metrics=metrics)
     state.save()
     return PhaseOutcome(i + 1, phase.name, child, result.checkpoint, metrics, seconds=seconds, label=label)
+
+
+def _fit_with(meanwhile: Optional[Callable[[], None]], fit: Callable[..., Any], *args) -> Any:
+    """`fit(*args)`, with `meanwhile()` run in this thread while the fit runs in a helper thread (Ray
+    Train runs fits outside the main thread under Tune too; there it leaves out its own Ctrl-C handler,
+    and a Ctrl-C reaches this thread, whose job then shuts Ray down). If `meanwhile` fails, the fit is
+    waited for, so that no fit outlives the call, and its error wins over the evaluation's."""
+    if meanwhile is None:
+        return fit(*args)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radisim-fit")
+    try:
+        future = pool.submit(fit, *args)
+        try:
+            meanwhile()
+        except Exception:
+            future.result()
+            raise
+        return future.result()
+    finally:
+        pool.shutdown(wait=False)
