@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 
 from radisim.jobs.common import job_parser, load_config, quiet_logs
-from radisim.jobs.prepare_data import prepare_phantom
 from radisim.jobs.train import run
 
 
@@ -20,8 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = job_parser("demo", __doc__).parse_args(argv)
     cfg = load_config(args)
     quiet_logs()
-    prepare_phantom(cfg)
-    run(cfg)
+    run(cfg, phantom=True)
     return 0
 
 

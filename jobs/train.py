@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Optional
 
 from radisim.evals.suite import evaluator
 from radisim.jobs.common import job_parser, load_config, preflight, quiet_logs
@@ -15,17 +17,26 @@ from radisim.platform.train.runner import CurriculumResult, NonFiniteLossError, 
 DEFAULT_PHANTOM_ROOTS = ("radisim_work/data/phantom", "radisim_work/data/phantom-smoke")
 
 
-def ensure_data(cfg: JobConfig) -> None:
-    """The embedded default makes its phantom data on first use; anything else must already exist."""
+def data_writer(cfg: JobConfig, phantom: bool = False) -> Optional[Callable[[], object]]:
+    """What makes data.root ready: None when it is, the phantom generator when data.root is one of the
+    embedded default's roots (or `phantom`, the demo). Anything else must already exist: that is
+    checked here, before any Ray resource starts."""
     root = Path(resolve_path(cfg.data.root))
-    if (root / "train").is_dir() or "://" in cfg.data.root:
-        return
-    if resolve_path(cfg.data.root) in {resolve_path(r) for r in DEFAULT_PHANTOM_ROOTS}:
+    if phantom or (not (root / "train").is_dir() and "://" not in cfg.data.root
+                   and str(root) in {resolve_path(r) for r in DEFAULT_PHANTOM_ROOTS}):
         from radisim.jobs.prepare_data import prepare_phantom
 
-        prepare_phantom(cfg)
-        return
+        return lambda: prepare_phantom(cfg)
+    if (root / "train").is_dir() or "://" in cfg.data.root:
+        return None
     raise SystemExit(f"error: data.root {root} has no train/ manifests; run `radisim prepare-data` first")
+
+
+def ensure_data(cfg: JobConfig) -> None:
+    """The embedded default makes its phantom data on first use; anything else must already exist."""
+    write = data_writer(cfg)
+    if write:
+        write()
 
 
 def print_stage_table(evaluations) -> None:
@@ -52,14 +63,20 @@ def log_reports(cfg: JobConfig, result: CurriculumResult) -> None:
             tracker.log_artifact(result.run_id, path, "report")
 
 
-def run(cfg: JobConfig) -> CurriculumResult:
+def run(cfg: JobConfig, phantom: bool = False) -> CurriculumResult:
+    """The train job; `phantom`: (re)make the phantom data in data.root first if its settings changed."""
     preflight(cfg)
-    ensure_data(cfg)
+    write = data_writer(cfg, phantom)
     spec = cfg.curriculum
     print(f"curriculum {spec.name!r} ({spec.ordering}): " + " -> ".join(f"{p.name}[{p.steps}]" for p in spec.phases))
-    with ray_session(cfg.ray, deterministic=cfg.data.deterministic):
-        result = run_curriculum(cfg, evaluate=evaluator(cfg) if cfg.eval.enabled else None,
-                                on_evaluation=print_stage_table)
+    # The phantom data (~8 s on one core) is written while Ray starts its processes.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="radisim-data") as pool:
+        written = pool.submit(write) if write else None
+        with ray_session(cfg.ray, deterministic=cfg.data.deterministic):
+            if written:
+                written.result()
+            result = run_curriculum(cfg, evaluate=evaluator(cfg) if cfg.eval.enabled else None,
+                                    on_evaluation=print_stage_table)
     if result.evaluations:
         log_reports(cfg, result)
     print(f"\nMLflow run {result.run_name} ({result.run_id}) in {result.tracking_uri}")

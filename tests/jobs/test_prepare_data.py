@@ -29,3 +29,25 @@ def test_phantom_is_rewritten_only_when_a_setting_changes(tmp_path, capsys):
     card = prepare_phantom(plain)
     assert json.loads((root / "data_card.json").read_text())["cohort_fraction"] == 0.0
     assert [card["splits"][s]["cohort_images"] for s in ("train", "eval")] == [0, 0]
+
+
+def test_train_job_knows_before_ray_starts_what_makes_its_data(tmp_path, monkeypatch):
+    """`jobs.train.data_writer`: the demo (re)makes the phantom, the embedded default's roots are made on
+    first use, any other root must exist already (an error before Ray starts), a ready one needs nothing."""
+    import pytest
+
+    from radisim.jobs.train import data_writer
+
+    monkeypatch.chdir(tmp_path)
+    elsewhere = _cfg(tmp_path / "mine")
+    with pytest.raises(SystemExit, match="has no train/ manifests"):
+        data_writer(elsewhere)
+    write = data_writer(elsewhere, phantom=True)
+    assert callable(write) and not phantom_ready(elsewhere)
+    write()
+    assert phantom_ready(elsewhere) and data_writer(elsewhere) is None
+    default = _cfg("radisim_work/data/phantom")
+    write = data_writer(default)
+    assert callable(write)
+    write()
+    assert (tmp_path / "radisim_work/data/phantom/train").is_dir() and data_writer(default) is None
