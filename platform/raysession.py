@@ -28,6 +28,15 @@ LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_HEALTH_CHECK
              "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "1", **MALLOC_ENV}
 
 
+#: Whether this process started the Ray it is connected to (`ray_session` with no address): that local
+#: Ray ends with this process.
+_owns_local_ray = False
+
+
+def owns_local_ray() -> bool:
+    return _owns_local_ray
+
+
 def use_local_env() -> None:
     """`LOCAL_ENV` into this process's environment before a local `ray.init`: read in the driver, and
     inherited by the local Ray's workers (glibc reads the MALLOC_ settings when a process starts, so they
@@ -53,6 +62,7 @@ def ray_session(cfg: RayConfig, deterministic: bool = True) -> Iterator[None]:
     """ray.init for the job and ray.shutdown after it, unless the caller had already connected."""
     import ray
 
+    global _owns_local_ray
     started = False
     if not ray.is_initialized():
         address = cfg.address or os.environ.get("RAY_ADDRESS")
@@ -68,10 +78,12 @@ def ray_session(cfg: RayConfig, deterministic: bool = True) -> Iterator[None]:
                 runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}},
                 log_to_driver=True,
             )
+            _owns_local_ray = True
         started = True
     configure_data_context(deterministic)
     try:
         yield
     finally:
         if started:
+            _owns_local_ray = False
             ray.shutdown()

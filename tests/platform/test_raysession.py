@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from radisim.platform.config import RayConfig
-from radisim.platform.raysession import LOCAL_ENV, MALLOC_ENV, ray_session
+from radisim.platform.raysession import LOCAL_ENV, MALLOC_ENV, owns_local_ray, ray_session
 
 
 def test_local_session_lists_parquet_footers_with_one_actor_and_keeps_the_users_settings(monkeypatch):
@@ -28,7 +28,30 @@ def test_local_session_lists_parquet_footers_with_one_actor_and_keeps_the_users_
 
         worker_env = ray.get(ray.remote(num_cpus=0.1)(exec_environment).remote())
         assert {k: worker_env.get(k) for k in MALLOC_ENV} == MALLOC_ENV
-    assert not ray.is_initialized()
+        assert owns_local_ray()
+    assert not ray.is_initialized() and not owns_local_ray()
+
+
+def test_fits_on_an_owned_local_ray_leave_out_the_placement_group_cleaner(monkeypatch):
+    """A detached actor per fit polling the State API every second, for a Ray that dies with the job."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    from radisim.platform import raysession
+    from radisim.platform.train.runner import trainer_class
+
+    def callbacks(cls) -> list[type]:
+        trainer = cls(lambda: None, scaling_config=ray.train.ScalingConfig(num_workers=1))
+        return [type(cb) for cb in trainer._create_default_callbacks()]
+
+    assert trainer_class() is TorchTrainer  # a cluster, or a Tune trial inside one
+    ray_callbacks = callbacks(TorchTrainer)
+    assert PlacementGroupCleanerCallback in ray_callbacks
+    monkeypatch.setattr(raysession, "_owns_local_ray", True)
+    local = trainer_class()
+    assert issubclass(local, TorchTrainer)
+    assert callbacks(local) == [cb for cb in ray_callbacks if cb is not PlacementGroupCleanerCallback]
 
 
 def test_train_workers_share_the_hosts_cores_on_a_local_ray_and_take_their_reservation_on_a_cluster(monkeypatch):
