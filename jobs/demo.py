@@ -1,8 +1,9 @@
 """The whole study on the embedded default: phantom data, five-phase curriculum, five-stage eval, MLflow.
 
 Cost: 5 phase fits, 440 steps x 64 samples in all (radisim-tiny, local Ray, sqlite MLflow store in the
-working directory); measured 7 min 38 s on a 2-core machine in a normal hour and 9-12 min in a slow
-one, of which 20-45 s per phase fit is Ray Train start-up (README "Two commands" has the stage scores).
+working directory); measured 7 min 37-42 s on a 2-core machine in a normal hour and 9-12 min in a slow
+one, of which 18-45 s per phase fit is Ray Train start-up, partly overlapped with the evaluations
+(README "Two commands" has the stage scores).
 What it gives: the stage-score table after every phase next to the untrained model's, with each
 stage's gain over it and a paired bootstrap 95% CI, a radar plot in MLflow, and the `mlflow ui`
 command to browse it. All data is SYNTHETIC.
