@@ -157,10 +157,10 @@ def trainer_class():
 
     The cleaner is a detached actor per fit that asks the State API every second whether the fit's
     controller is alive, to free the workers' placement group should the controller die; a local Ray
-    dies with this process anyway. On 2 cores it cost a fit 5-12 s (an actor start, and a stop that waits
-    out its poll) and 7% of the training throughput (grading, 50 steps, twice each: 71 and 78 s per
-    fit at 88-98 samples/s without it, 83 and 83 s at 81-95 with it; 2026-11-30). Clusters and Tune
-    trials (which Tune may stop at any moment) keep it."""
+    dies with this process anyway. On 2 cores it cost a fit 5-12 s of wall time and ~7% of the training
+    throughput (grading, 50 steps, twice each: 71 and 78 s per fit at 88-98 samples/s without it, 83 and
+    83 s at 81-95 with it; 2026-11-30): one more process start per fit, and its polling, which keeps the
+    dashboard and the GCS busy too. Clusters and Tune trials (which Tune may stop at any moment) keep it."""
     from ray.train.torch import TorchTrainer
 
     from radisim.platform.raysession import owns_local_ray
