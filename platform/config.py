@@ -128,6 +128,10 @@ class TrainConfig(Strict):
     #: Threads per worker for CPU math; None = cpus_per_worker rounded up on a cluster, and on the embedded
     #: local Ray the host's cores shared among the workers (runner.worker_threads).
     torch_threads: Optional[int] = Field(None, ge=1)
+    #: Ray Train's own console lines (worker group start, every reported result with its metrics dict,
+    #: checkpoint paths). The job prints its own progress line per log window; INFO brings Ray's back.
+    #: Ray Train's log files under the Ray session keep every level either way.
+    ray_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     #: Fault injection for testing the non-finite-loss guard: poison the loss at this step.
     debug_nan_at_step: Optional[int] = Field(None, ge=1)
 

@@ -142,6 +142,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
     from radisim.platform.tracking import RunLogger
 
     ctx = ray.train.get_context()  # [ray]
+    quiet_report_lines(cfg["train"]["ray_log_level"])
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()  # [ray]
     torch.set_num_threads(cfg["torch_threads"])
@@ -289,6 +290,18 @@ def fetch_ahead(batches: Iterable[Any]) -> Iterator[Any]:
 
 
 _END = object()
+
+
+def quiet_report_lines(level: str) -> None:
+    """`train.ray_log_level` for the one Ray Train logger that RunConfig's LoggingConfig misses: Ray 2.60
+    names the logger of `ray.train.report` ("Reporting training result N: <every metric>" per report)
+    after its file path, outside `ray.train`, so it reaches the console through the root logger."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # Ray moved it: the lines show, nothing breaks
+        return
+    if isinstance(getattr(context, "logger", None), logging.Logger):
+        context.logger.setLevel(level)
 
 
 def say(line: str) -> None:

@@ -146,6 +146,7 @@ def fit_phase(cfg: JobConfig, index: int, mix: dict[str, float], loop_config: di
             storage_path=resolve_path(cfg.train.storage_path),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            logging_config=ray.train.LoggingConfig(log_level=cfg.train.ray_log_level),
         ),
         datasets={"train": ds},
     )

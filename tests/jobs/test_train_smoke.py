@@ -22,7 +22,7 @@ def smoke_run(tmp_path_factory):
                            "--set", "tracking.experiment=smoke"],
                           cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return work, uri, proc.stdout
+    return work, uri, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
@@ -81,3 +81,5 @@ def test_prints_tables_and_ui_command(smoke_run):
     assert "p5-grading - untrained, paired bootstrap 95% CI" in out
     assert "mlflow ui --backend-store-uri" not in out or uri in out
     assert f"in {uri}" in out
+    # the worker's own progress lines, not Ray Train's INFO lines (train.ray_log_level=WARNING)
+    assert "[grading] step 4/4" in out and "Reporting training result" not in out
