@@ -22,12 +22,12 @@ def data_writer(cfg: JobConfig, phantom: bool = False) -> Optional[Callable[[], 
     embedded default's roots (or `phantom`, the demo). Anything else must already exist: that is
     checked here, before any Ray resource starts."""
     root = Path(resolve_path(cfg.data.root))
-    if phantom or (not (root / "train").is_dir() and "://" not in cfg.data.root
-                   and str(root) in {resolve_path(r) for r in DEFAULT_PHANTOM_ROOTS}):
+    ready = (root / "train").is_dir() or "://" in cfg.data.root
+    if phantom or (not ready and str(root) in {resolve_path(r) for r in DEFAULT_PHANTOM_ROOTS}):
         from radisim.jobs.prepare_data import prepare_phantom
 
         return lambda: prepare_phantom(cfg)
-    if (root / "train").is_dir() or "://" in cfg.data.root:
+    if ready:
         return None
     raise SystemExit(f"error: data.root {root} has no train/ manifests; run `radisim prepare-data` first")
 
