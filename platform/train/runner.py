@@ -10,6 +10,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -149,8 +150,31 @@ def fit_phase(cfg: JobConfig, index: int, mix: dict[str, float], loop_config: di
             logging_config=ray.train.LoggingConfig(log_level=cfg.train.ray_log_level),
         ),
         datasets={"train": ds},
+        dataset_config=data_config(cfg.train.num_workers),
     )
     return trainer.fit()
+
+
+def data_config(num_workers: int):
+    """How the phase dataset reaches the Train workers.
+
+    Several workers: Ray Train's equal `streaming_split`, one shard each. One worker: no split, the
+    worker runs the stream itself (`Dataset.iterator()`), the same batches in the same order without
+    a SplitCoordinator actor per fit. Measured on 2 cores, a run of two 10-step phase fits spent 28.8
+    and 29.2 s outside its training steps against 36.6 and 31.3 s with the split; a 60-step
+    localization phase trained at 100-124 samples/s against 94-103, with identical losses.
+
+    The ingest options are Ray Train's defaults (`DataConfig.default_ingest_options`: the driver's
+    DataContext, which carries `preserve_order`), built here in the driver. Left to Ray 2.60, every
+    fit's DatasetManager builds them itself and, by copying the deprecated `exclude_resources` over,
+    prints a RayDeprecationWarning into the job's log that nothing the user set can cause or silence."""
+    import ray.train
+    from ray.util.annotations import RayDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RayDeprecationWarning)
+        options = ray.train.DataConfig.default_ingest_options()
+    return ray.train.DataConfig(datasets_to_split="all" if num_workers > 1 else [], execution_options=options)
 
 
 def trainer_class():

@@ -54,6 +54,30 @@ def test_fits_on_an_owned_local_ray_leave_out_the_placement_group_cleaner(monkey
     assert callbacks(local) == [cb for cb in ray_callbacks if cb is not PlacementGroupCleanerCallback]
 
 
+def test_data_config_splits_only_among_several_workers_with_ray_trains_default_options_and_no_warning():
+    import warnings
+
+    from ray.data import DataContext
+
+    from radisim.platform.raysession import configure_data_context
+    from radisim.platform.train.runner import data_config
+
+    ctx = DataContext.get_current()
+    saved = ctx.execution_options.preserve_order
+    try:
+        for deterministic in (True, False):
+            configure_data_context(deterministic)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # Ray 2.60's own default would raise RayDeprecationWarning here
+                one, several = data_config(1), data_config(2)
+            assert one._datasets_to_split == [] and several._datasets_to_split == "all"
+            for options in (one._get_user_execution_options("train"), several._get_user_execution_options("train")):
+                assert options.preserve_order is deterministic
+                assert options.resource_limits == ctx.execution_options.resource_limits
+    finally:
+        ctx.execution_options.preserve_order = saved
+
+
 def test_train_workers_share_the_hosts_cores_on_a_local_ray_and_take_their_reservation_on_a_cluster(monkeypatch):
     from radisim.platform.config import load_job_config
     from radisim.platform.train.runner import phase_loop_config, worker_threads
