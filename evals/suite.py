@@ -191,6 +191,7 @@ def evaluator(cfg):
     the held-out split of `cfg.data.root`, image embeddings cached per checkpoint in `cfg.eval.cache_dir`.
     Returns `evaluate(checkpoint_dir, label) -> flat metrics`, as `run_curriculum` expects. Once it has
     evaluated the initial weights (label `UNTRAINED`), later labels also get `stage_gains` against them."""
+    from radisim.evals.compare import timing_metrics
     from radisim.platform.config import resolve_path
     from radisim.platform.train.runner import UNTRAINED
 
@@ -203,9 +204,10 @@ def evaluator(cfg):
                            cache_dir=resolve_path(cfg.eval.cache_dir), n_bootstrap=cfg.eval.n_bootstrap,
                            seed=cfg.eval.seed, source=cfg.eval.source, roots=cfg.eval.roots or None,
                            driver_max_images=cfg.eval.driver_max_images)
+        timings = timing_metrics(result)  # eval/embed_s, eval/total_s...: what each evaluation cost
         if label == UNTRAINED:
             untrained[:] = [result]
-            return result.metrics
-        return {**result.metrics, **(stage_gains(result, untrained[0]) if untrained else {})}
+            return {**result.metrics, **timings}
+        return {**result.metrics, **timings, **(stage_gains(result, untrained[0]) if untrained else {})}
 
     return evaluate

@@ -57,6 +57,8 @@ def test_run_tree_and_metrics(smoke_run):
             assert low <= gain <= high and gain == pytest.approx(m[f"stage{stage}/score"] - untrained[stage])
         for key in ("train/loss", "train/lr", "train/samples_per_s", "train/data_wait_frac"):
             assert math.isfinite(m[key]) and m[key] >= 0, key
+        # what each evaluation cost, its parts within its total
+        assert 0 < m["eval/embed_s"] + m["eval/score_s"] <= m["eval/total_s"]
         history = client.get_metric_history(child.info.run_id, "train/loss")
         assert [h.step for h in history] == [2, 4]  # --smoke: 4 steps, log every 2
         # the bundled spec's counterfactual captions reached the loss, on both DDP ranks' batches
