@@ -204,10 +204,10 @@ def evaluator(cfg):
                            cache_dir=resolve_path(cfg.eval.cache_dir), n_bootstrap=cfg.eval.n_bootstrap,
                            seed=cfg.eval.seed, source=cfg.eval.source, roots=cfg.eval.roots or None,
                            driver_max_images=cfg.eval.driver_max_images)
-        timings = timing_metrics(result)  # eval/embed_s, eval/total_s...: what each evaluation cost
+        metrics = {**result.metrics, **timing_metrics(result)}  # eval/total_s...: what it cost
         if label == UNTRAINED:
             untrained[:] = [result]
-            return {**result.metrics, **timings}
-        return {**result.metrics, **timings, **(stage_gains(result, untrained[0]) if untrained else {})}
+            return metrics
+        return {**metrics, **(stage_gains(result, untrained[0]) if untrained else {})}
 
     return evaluate

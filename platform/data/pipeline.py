@@ -2,8 +2,9 @@
 
 One image-text pair travels: Parquet row (image bytes, caption, phase) -> phase/replay selection ->
 `preprocess` tasks (decode, grayscale, resize, tokenize) -> each Train worker's shard (a streaming
-split among several workers, the whole stream for one: `runner.data_config`) -> `iter_torch_batches`. Images leave the pipeline as uint8: the trainer normalises them on its
-device, which moves 4x fewer bytes through the object store than float32 would.
+split among several workers, the whole stream for one: `runner.data_config`) -> `iter_torch_batches`.
+Images leave the pipeline as uint8: the trainer normalises them on its device, which moves 4x fewer
+bytes through the object store than float32 would.
 """
 from __future__ import annotations
 

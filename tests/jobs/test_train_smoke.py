@@ -85,5 +85,5 @@ def test_prints_tables_and_ui_command(smoke_run):
     assert f"in {uri}" in out
     # the worker's own progress lines, not Ray Train's INFO lines (train.ray_log_level=WARNING)
     assert "[grading] step 4/4" in out and "Reporting training result" not in out
-    # Ray 2.60's own default ingest options warn in every fit (runner.ingest_options builds them instead)
+    # Ray 2.60's own default ingest options warn in every fit (runner.data_config builds them instead)
     assert "RayDeprecationWarning" not in out
