@@ -63,7 +63,7 @@ class Step:
         import torch
 
         from radisim.platform.models import load_clip
-        from radisim.platform.train.loop import CLIP_MEAN, CLIP_STD, build_loss, param_groups
+        from radisim.platform.train.loop import CLIP_MEAN, CLIP_STD, build_loss, param_groups, use_channels_last
 
         torch.manual_seed(0)
         bundle = load_clip(model_name)
@@ -71,6 +71,7 @@ class Step:
         self.model = bundle.model.to(device)
         self.model.output_dict = True
         self.model.train()
+        self.layout = use_channels_last(self.model)  # train.channels_last's default
         self.forward = torch.compile(self.model) if compile_model else self.model
         self.loss_fn = build_loss("clip", 0, 1, True, True)
         self.opt = torch.optim.AdamW(param_groups(self.model, 0.2), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
@@ -84,7 +85,7 @@ class Step:
 
         from radisim.platform.train.loop import normalise
 
-        x = normalise(images, self.mean, self.std)
+        x = normalise(images, self.mean, self.std, self.layout)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.forward(x, text)
             loss = self.loss_fn(out["image_features"], out["text_features"], out["logit_scale"])

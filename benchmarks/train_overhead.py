@@ -45,6 +45,7 @@ class TrainStep:
         self.model = bundle.model
         self.model.output_dict = True
         self.model.train()
+        self.layout = _layout(loop, self.model, self.t)
         self.loss_fn = loop.build_loss("clip", 0, 1, self.t.local_loss, self.t.gather_with_grad)
         self.opt = _optimizer(loop, self.model, lr, self.t)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -59,7 +60,7 @@ class TrainStep:
         return images, torch.randint(1, 49000, (batch, self.context_length), generator=g)
 
     def __call__(self, images: torch.Tensor, text: torch.Tensor) -> float:
-        x = self._normalise(images, self.mean, self.std)
+        x = self._normalise(images, self.mean, self.std).contiguous(memory_format=self.layout)
         out = self.model(x, text)
         loss = self.loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
         if not torch.isfinite(loss).item():
@@ -74,6 +75,13 @@ class TrainStep:
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, math.log(100))
         return value
+
+
+def _layout(loop, model, t) -> torch.memory_format:
+    """The loop's memory layout for the image tower (channels-last unless turned off, where it has one)."""
+    if getattr(t, "channels_last", False) and hasattr(loop, "use_channels_last"):
+        return loop.use_channels_last(model)
+    return torch.contiguous_format
 
 
 def _optimizer(loop, model, lr, t):

@@ -118,6 +118,9 @@ class TrainConfig(Strict):
     local_loss: bool = True
     gather_with_grad: bool = True
     compile: bool = False
+    #: The image tower's weights and inputs in NHWC memory layout (`torch.channels_last`), the layout
+    #: oneDNN and cuDNN convolutions run fastest in; the model computes the same (loop.use_channels_last).
+    channels_last: bool = True
     seed: int = 0
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(50, ge=1)

@@ -157,7 +157,8 @@ def save_checkpoint(model: torch.nn.Module, name: str, directory: str | os.PathL
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DDP
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # contiguous: training keeps the image tower channels-last (loop.use_channels_last); files keep torch's default
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, **(extra or {})}, directory / WEIGHTS_FILE)
     try:
         cfg = model_config(name)

@@ -57,10 +57,34 @@ def build_optimizer(model: torch.nn.Module, lr: float, tcfg: dict, device: torch
                              eps=tcfg["eps"], fused=torch.device(device).type in ("cpu", "cuda"))
 
 
-def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, H, W] grayscale -> float [B, 3, H, W] in CLIP's normalisation."""
+def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+              memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 [B, H, W] grayscale -> float [B, 3, H, W] in CLIP's normalisation, in `memory_format`."""
     x = images.float().div_(255.0).unsqueeze(1)
-    return (x - mean) / std
+    return ((x - mean) / std).contiguous(memory_format=memory_format)
+
+
+def use_channels_last(model: torch.nn.Module) -> torch.memory_format:
+    """The image tower's 4-D weights in NHWC (`torch.channels_last`), the layout oneDNN's CPU and
+    cuDNN's convolutions run fastest in; its inputs must follow (`normalise(..., memory_format)`). The
+    model computes the same (image features within 2e-6). Measured on 2 cores, radisim-tiny, batch 64:
+    a training step 9% shorter with 2 or 3 counterfactuals per caption (0.65 s against 0.72, 0.74 against
+    0.81), the image tower's forward and backward alone 23% (0.27 s against 0.35). Returns the format."""
+    model.visual.to(memory_format=torch.channels_last)
+    return torch.channels_last
+
+
+def align_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Each state tensor (Adam's moments) in its parameter's memory layout. `load_state_dict` keeps the
+    layout the state was saved in, and torch's fused AdamW steps parameter, gradient and moments by
+    their memory order: a channels-last weight with contiguous moments (a checkpoint written with
+    `train.channels_last` off) would be updated with another element's moments, silently."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def _compute_loss(loss_fn, out: dict, kind: str, neg_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -176,6 +200,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
         model.lock_image_tower()
     if "text" in phase["freeze"]:
         model.lock_text_tower()
+    layout = use_channels_last(model) if tcfg["channels_last"] else torch.contiguous_format
     model = ray.train.torch.prepare_model(model)  # [ray] DDP + device placement
     raw = getattr(model, "module", model)
     if cfg["compile"]:
@@ -190,6 +215,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        align_optimizer_state(optimizer)
         resumed = {"train/resumed_from_step": step}
         if rank == 0:
             say(f"[{phase['name']}] resumed from the checkpoint at step {step}")
@@ -220,7 +246,7 @@ def train_phase(cfg: dict[str, Any]) -> None:
                 window["wait"] += time.perf_counter() - t_wait
             if batch is None:
                 break
-            images, text, neg_mask = normalise(batch["image"], mean, std), batch["text"], batch.get("neg_mask")
+            images, text, neg_mask = normalise(batch["image"], mean, std, layout), batch["text"], batch.get("neg_mask")
             if neg_mask is not None:  # one text-tower pass over captions and counterfactuals together
                 text = torch.cat([text, batch["neg_text"].flatten(0, 1)])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
