@@ -2,7 +2,7 @@
 
 Cost: 5 phase fits, 440 steps x 64 samples in all (radisim-tiny, local Ray, sqlite MLflow store in the
 working directory); measured on a 2-core VM on 2026-11-30: 7 min 37 s to 8 min 44 s in its normal
-hours, 9 min 19 s to 12 min 28 s in its slower ones, and 7 min 57 s and 8 min 10 s since the image
+hours, 9 min 19 s to 12 min 28 s in its slower ones, and 7 min 57 s to 8 min 39 s since the image
 tower trains channels-last; 16-36 s per phase fit is Ray Train start-up, partly overlapped with the
 evaluations (README "Two commands" has the runs and the scores).
 What it gives: the stage-score table after every phase next to the untrained model's, with each
