@@ -16,6 +16,7 @@ checkpoint, teardown) is reported separately as fit wall time minus the training
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -45,14 +46,13 @@ class TrainStep:
         self.model = bundle.model
         self.model.output_dict = True
         self.model.train()
-        self.layout = _layout(loop, self.model, self.t)
         self.loss_fn = loop.build_loss("clip", 0, 1, self.t.local_loss, self.t.gather_with_grad)
         self.opt = _optimizer(loop, self.model, lr, self.t)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, total_steps, warmup, "cosine", 0.1))
         self.mean = torch.tensor(loop.CLIP_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(loop.CLIP_STD).view(1, 3, 1, 1)
-        self._normalise = loop.normalise
+        self._normalise = _normaliser(loop, self.model, self.t)
 
     def synthetic_batch(self, batch: int, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
@@ -60,7 +60,7 @@ class TrainStep:
         return images, torch.randint(1, 49000, (batch, self.context_length), generator=g)
 
     def __call__(self, images: torch.Tensor, text: torch.Tensor) -> float:
-        x = self._normalise(images, self.mean, self.std).contiguous(memory_format=self.layout)
+        x = self._normalise(images, self.mean, self.std)
         out = self.model(x, text)
         loss = self.loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
         if not torch.isfinite(loss).item():
@@ -77,11 +77,12 @@ class TrainStep:
         return value
 
 
-def _layout(loop, model, t) -> torch.memory_format:
-    """The loop's memory layout for the image tower (channels-last unless turned off, where it has one)."""
+def _normaliser(loop, model, t):
+    """The loop's `normalise`, in the memory layout it gives the image tower: channels-last (and `model`
+    turned so) unless `t.channels_last` is off or the loop predates it."""
     if getattr(t, "channels_last", False) and hasattr(loop, "use_channels_last"):
-        return loop.use_channels_last(model)
-    return torch.contiguous_format
+        return functools.partial(loop.normalise, memory_format=loop.use_channels_last(model))
+    return loop.normalise
 
 
 def _optimizer(loop, model, lr, t):
