@@ -135,7 +135,7 @@ def ray_batches(args, step: Step):
                               progress=False)
         print(f"phantom data: {args.n_images} images at {step.image_size} px in {time.perf_counter() - t0:.0f}s",
               flush=True)
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}})
     configure_data_context(deterministic=False)  # throughput: no order-preserving barrier
     mix = {tag: 1.0 for tag in phase_counts(train_dir(str(root)))}  # every phase: the largest stream

@@ -46,7 +46,7 @@ def bench_ray(path: Path, workers: int, image_size: int, model: str, batch: int)
 
     from radisim.platform.data.pipeline import preprocess
 
-    ray.init(num_cpus=workers, object_store_memory=300 * 2**20, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=workers, object_store_memory=300 * 2**20, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = ctx.enable_operator_progress_bars = ctx.print_on_execution_start = False
     try:

@@ -76,7 +76,7 @@ def local_ray():
     with mock.patch.dict(os.environ):  # the caller's process gets its own environment back
         use_local_env()
         try:
-            ray.init(num_cpus=4, object_store_memory=300 * 2**20, include_dashboard=False, log_to_driver=False,
+            ray.init(address="local", num_cpus=4, object_store_memory=300 * 2**20, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}})
             configure_data_context()
             yield

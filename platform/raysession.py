@@ -71,6 +71,9 @@ def ray_session(cfg: RayConfig, deterministic: bool = True) -> Iterator[None]:
         else:
             use_local_env()
             ray.init(
+                # "local", not None: None joins the machine's latest `ray start` cluster (read from
+                # /tmp/ray/ray_current_cluster, stale after a crash), where num_cpus is an error
+                address="local",
                 num_cpus=cfg.num_cpus,
                 object_store_memory=cfg.object_store_mb * 2**20,
                 include_dashboard=cfg.include_dashboard,

@@ -32,6 +32,34 @@ def test_local_session_lists_parquet_footers_with_one_actor_and_keeps_the_users_
     assert not ray.is_initialized() and not owns_local_ray()
 
 
+def test_local_session_starts_its_own_ray_beside_the_machines_latest_ray_start_cluster(monkeypatch):
+    """`ray.init()` with no address joins the cluster that the machine's last `ray start` recorded (still
+    recorded after that head crashed), where passing num_cpus is an error: a job with no address set must
+    start its own Ray instead, as documented."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths live under it
+    try:
+        os.makedirs(os.path.join(ray_tmp, "ray"))
+        with open(os.path.join(ray_tmp, "ray", "ray_current_cluster"), "w") as f:
+            f.write("127.0.0.1:1")  # what a crashed `ray start --head` leaves behind
+        monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        for key in LOCAL_ENV:
+            monkeypatch.delenv(key, raising=False)
+        with ray_session(RayConfig(num_cpus=1, object_store_mb=100, include_dashboard=False)):
+            assert owns_local_ray() and ray.cluster_resources()["CPU"] == 1
+            assert ray.get_runtime_context().gcs_address != "127.0.0.1:1"
+        assert not ray.is_initialized()
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def test_fits_on_an_owned_local_ray_leave_out_the_placement_group_cleaner(monkeypatch):
     """A detached actor per fit polling the State API every second, for a Ray that dies with the job."""
     import ray.train
