@@ -41,7 +41,7 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> N
 
 @contextmanager
 def _server(cmd: list[str], health: str, log: Path, env: dict | None = None, timeout: float = 120) -> Iterator[None]:
-    with open(log, "w") as out:
+    with open(log, "a") as out:  # a restarted server appends to its log
         # own session: stopping it (SIGTERM, then SIGKILL) reaches its worker processes, nothing else
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
@@ -57,19 +57,38 @@ def _server(cmd: list[str], health: str, log: Path, env: dict | None = None, tim
                 continue
 
 
+class MlflowServer:
+    """`mlflow server` as the README documents it, on one localhost port for its life: `stop()` then
+    `start()` serve the same store again at the same URI (a tracker that goes away and comes back)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir, self.port = workdir, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        (workdir / "artifacts").mkdir(parents=True, exist_ok=True)
+        self._running = None
+
+    def start(self) -> None:
+        cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
+               "--artifacts-destination", str(self.workdir / "artifacts"), "--serve-artifacts",
+               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+               "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port}"]
+        self._running = _server(cmd, f"{self.uri}/health", self.workdir / "mlflow_server.log", timeout=180)
+        self._running.__enter__()
+
+    def stop(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            running.__exit__(None, None, None)
+
+
 @contextmanager
-def mlflow_server(workdir: Path) -> Iterator[str]:
-    """`mlflow server` as the README documents it, on localhost: yields its http:// URI."""
-    port = free_port()
-    db, artifacts = workdir / "mlflow.db", workdir / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
-           "--artifacts-destination", str(artifacts), "--serve-artifacts",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-           "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
-    uri = f"http://127.0.0.1:{port}"
-    with _server(cmd, f"{uri}/health", workdir / "mlflow_server.log", timeout=180):
-        yield uri
+def mlflow_server(workdir: Path) -> Iterator[MlflowServer]:
+    server = MlflowServer(workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
@@ -115,14 +134,27 @@ BUCKET = "radisim-test"
 EXPERIMENT = "cloud-smoke"
 
 
-def run_smoke_train(cwd: Path, env: dict[str, str], *sets: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """`python -m radisim.jobs.train --smoke` in `cwd` with extra environment and `--set` overrides."""
+def start_smoke_train(cwd: Path, env: dict[str, str], *sets: str) -> subprocess.Popen:
+    """`python -m radisim.jobs.train --smoke` in `cwd` with extra environment and `--set` overrides,
+    its output in cwd/train.log."""
     args = [sys.executable, "-m", "radisim.jobs.train", "--smoke"]
     for s in sets:
         args += ["--set", s]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     full_env.pop("RAY_ADDRESS", None)
-    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    with open(cwd / "train.log", "w") as log:
+        return subprocess.Popen(args, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def wait_for(predicate, timeout: float, every: float = 1.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def chromium() -> str | None:
