@@ -6,6 +6,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/curricula.py, shared by every test folder
 
 
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The repo's wheel (`pip wheel --no-deps`, as `make wheel`), built once for the tests that ship it."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+                    str(Path(__file__).resolve().parents[1])], check=True, capture_output=True, timeout=600)
+    return next(out.glob("radisim-*.whl"))
+
+
 _exit_status = {}
 
 

@@ -56,11 +56,8 @@ def _tree_files() -> set[str]:
 
 
 @pytest.mark.slow
-def test_wheel_contains_every_module(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-                   check=True, capture_output=True)
-    wheel = next(tmp_path.glob("radisim-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
+def test_wheel_contains_every_module(built_wheel):
+    names = set(zipfile.ZipFile(built_wheel).namelist())
     missing = sorted(_tree_files() - names)
     assert not missing, f"the wheel drops {missing}: add the sub-package/package-data to pyproject.toml"
     assert not any(n.startswith("platform/") for n in names), "the wheel must not install a top-level `platform`"
