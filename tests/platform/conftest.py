@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from services import BUCKET, EXPERIMENT, TWO_PHASES, mlflow_server, s3_server, start_smoke_train, wait_for
+from polling import wait_for
+from services import BUCKET, EXPERIMENT, TWO_PHASES, mlflow_server, s3_server, start_smoke_train
 
 #: How long the tracking server stays down in `cloud_run`, from the first step phase 1 logs.
 OUTAGE_S = 8

@@ -147,16 +147,6 @@ def start_smoke_train(cwd: Path, env: dict[str, str], *sets: str) -> subprocess.
                                 start_new_session=True)
 
 
-def wait_for(predicate, timeout: float, every: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 from curricula import two_phases
+from polling import wait_for  # noqa: F401  (the fault tests import it from here)
 
 #: Two short phases: enough to cross a phase boundary, cheap enough to run several times.
 TWO_PHASES = two_phases(steps=8)
@@ -32,16 +32,6 @@ def start_train(cwd: Path, uri: str, extra: list[str] = (), log_name: str = "tra
 def run_train(cwd: Path, uri: str, extra: list[str] = (), timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "radisim.jobs.train", *SMALL, *extra], cwd=cwd, env=job_env(uri),
                           capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for(predicate, timeout: float, every: float = 2.0, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def train_workers(driver_pid: int) -> list[psutil.Process]:
