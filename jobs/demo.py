@@ -1,13 +1,14 @@
 """The whole study on the embedded default: phantom data, five-phase curriculum, five-stage eval, MLflow.
 
-Cost: 5 phase fits, 440 steps x 64 samples in all (radisim-tiny, local Ray, sqlite MLflow store in the
-working directory); measured on a 2-core VM on 2026-11-30: 7 min 37 s to 8 min 44 s in its normal
-hours, 9 min 19 s to 12 min 28 s in its slower ones, and 7 min 57 s to 8 min 39 s since the image
-tower trains channels-last; 16-36 s per phase fit is Ray Train start-up, partly overlapped with the
-evaluations (README "Two commands" has the runs and the scores).
+`radisim demo [--set ...]` is `radisim train` with `phantom=True`: it (re)writes the SYNTHETIC
+phantom data in data.root where its settings changed, trains `curriculum/specs/radisim_cl.yaml`
+(5 phase fits, 440 steps x 64 samples, radisim-tiny, local Ray, an sqlite MLflow store in the working
+directory) and evaluates the untrained model and every phase's checkpoint.
+Cost: ~8-10 minutes on 2 CPU cores, about a quarter of it Ray Train start-up (runs by the hour:
+benchmarks/results/radisim-tiny_cpu2-amd-epyc_2026-11-30.md).
 What it gives: the stage-score table after every phase next to the untrained model's, with each
 stage's gain over it and a paired bootstrap 95% CI, a radar plot in MLflow, and the `mlflow ui`
-command to browse it. All data is SYNTHETIC.
+command to browse it. The same seed prints the same scores to the last digit (README "Current results").
 """
 from __future__ import annotations
 

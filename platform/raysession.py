@@ -10,18 +10,18 @@ from .config import RayConfig
 
 log = logging.getLogger(__name__)
 
-#: Ray settings for a local Ray (a user's own environment wins). A laptop gets no preemption notices,
-#: and the watcher is one more process start per phase fit; the controller notices a finished worker
-#: group on its next poll, every 2 s by default. Measured on 2 cores, `train --smoke` (5 fits): 166 s
-#: as Ray ships, 157 s with the watcher off, 146 s with both settings.
-#: Ray Data lists the files of every Parquet read through a pool of FooterReader actors, 32 by default,
-#: each a process start: on 2 cores a 120-step phase waited 24.7 s for its first batch with 32 and
-#: 7.6 s with one (one actor reads a split's few footers on its own 128 I/O threads).
-#: glibc malloc hands every block over 128 KB back to the kernel when it is freed, so each training step
-#: maps, faults in and unmaps its activations afresh: 27-40 thousand minor page faults per step of the
-#: demo's grading phase, each dear inside a VM. Kept in the heap (blocks up to 32 MB, no trimming below
-#: 4 GB, heap grown 256 MB at a time): 0-300 faults and 46 samples/s against 32-38 (plain step, radisim-tiny,
-#: batch 64, 3 counterfactuals, 2 threads; 2026-11-30). The worker's peak memory is kept, not given back.
+#: Environment of a local Ray's processes (a user's own environment wins), each setting one process
+#: start or one page-fault storm fewer on a small machine (figures: docs/performance-notes.md):
+#: - RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=0: a laptop gets no preemption notices, and the watcher is one
+#:   more process per phase fit.
+#: - RAY_TRAIN_HEALTH_CHECK_INTERVAL_S=0.5: the controller notices a finished worker group on its next
+#:   poll (2 s by default), so every fit ends up to 2 s late.
+#: - RAY_DATA_PARQUET_FOOTER_NUM_ACTORS=1: Ray Data lists a Parquet read's files through a pool of
+#:   FooterReader actors (32 by default), each a process start; one actor reads a split's few footers
+#:   on its own I/O threads.
+#: - MALLOC_ENV: glibc returns every freed block over 128 KB to the kernel, so each training step maps
+#:   and faults in its activations afresh; these keep blocks up to 32 MB in the heap, trim nothing below
+#:   4 GB and grow the heap 256 MB at a time. The cost: a worker keeps its peak memory until it exits.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(4 * 2**30),
               "MALLOC_TOP_PAD_": str(256 * 2**20)}
 LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",

@@ -111,7 +111,7 @@ def test_submit_without_token_is_refused(head):
 
 @pytest.mark.slow
 def test_wheel_code_via_py_modules(head, built_wheel, tmp_path):
-    """The README's way to ship code without installing it on the nodes: the built wheel, unpacked,
+    """The way docs/cluster.md ships code without installing it on the nodes: the built wheel, unpacked,
     as a py_modules directory (a .whl in py_modules would be `pip install --target`ed with all its
     dependencies: torch and Ray again). The driver imports radisim from the shipped copy."""
     zipfile.ZipFile(built_wheel).extractall(tmp_path / "unpacked")

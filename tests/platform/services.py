@@ -58,7 +58,7 @@ def _server(cmd: list[str], health: str, log: Path, env: dict | None = None, tim
 
 
 class MlflowServer:
-    """`mlflow server` as the README documents it, on one localhost port for its life: `stop()` then
+    """`mlflow server` as docs/cluster.md documents it, on one localhost port for its life: `stop()` then
     `start()` serve the same store again at the same URI (a tracker that goes away and comes back)."""
 
     def __init__(self, workdir: Path):
