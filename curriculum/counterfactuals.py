@@ -401,10 +401,9 @@ def _real_grading(text: str, rng: random.Random, pool: dict) -> Optional[str]:
     Why both: in the phantom a lesion's size and margins follow from its grade, so a free one-term swap
     ("meningioma, WHO grade 4, 35 mm": no such grade; a grade 3 of grade-1 size) is told from the true
     caption by its text alone. But a real detail changes grade, size and margins together, and then the
-    grade word is not needed to tell them apart, while the zero-shot prompts name only the grade.
-    Measured on 120-step grading phases from the seed-0 abnormality checkpoint, 3 counterfactuals each
-    (`train/counterfactual_blind_acc` at the end; zero-shot meningioma grade from 0.349):
-    free one-term swaps 0.73-0.76, 0.481; real details only 0.64-0.69, 0.340; both 0.66-0.70, 0.500."""
+    grade word is not needed to tell them apart, while the zero-shot prompts name only the grade. Both
+    together kept the blind accuracy lowest among the rules that still moved the grade (the runs:
+    docs/curriculum.md, "Counterfactual captions")."""
     d = find_detail(text)
     sigs = pool.get(d.family, {}) if d else {}
     others = sorted(s for s in sigs if s != d.signature)
