@@ -75,6 +75,27 @@ def test_fields_are_in_the_catalog(cases):
         assert {"modality", "anatomy", "localization", "abnormality"} <= set(c.captions)
 
 
+def test_every_combination_view_and_finding_has_a_scene_builder():
+    """The builder registry covers the catalogue: every (combo, view, finding, subtype, grade) builds a
+    plan whose labelled organs come from the combo's vocabulary and whose lesion, if any, is placed."""
+    from radisim.curriculum.phantom.scene import build_plan
+
+    rng = np.random.default_rng(0)
+    for combo in phantom.COMBOS:
+        for view in combo.views:
+            for finding in ("none", *combo.findings):
+                subtypes = phantom.SUBTYPES.get(finding, ("",))
+                for subtype in subtypes:
+                    if (finding, subtype, view) == ("tumor", "pituitary adenoma", "axial"):
+                        continue  # not drawn: the sella is not in an axial slice of the phantom head
+                    for grade in phantom.GRADES.get(subtype, ("",)):
+                        plan = build_plan(rng, combo.modality, combo.anatomy, view, finding, subtype, grade)
+                        key = (combo.modality, combo.anatomy, view, finding, subtype, grade)
+                        assert plan.present & set(combo.organs), key
+                        assert (plan.lesion_center is None) == (finding == "none"), key
+                        assert (finding == "none") or plan.details["size"] > 0, key
+
+
 def test_captions_agree_with_tags(cases):
     for c in cases:
         caps = {k: v.lower() for k, v in c.captions.items()}
