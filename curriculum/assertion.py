@@ -54,7 +54,11 @@ class AssertionRules:
                 (t for t, k in self.kinds.items() if "neg_pre" in k), key=len, reverse=True)) + r")(?![\w-])")
 
     def triggers(self, text: str) -> list[Trigger]:
-        return [Trigger(m.start(), m.end(), self.kinds[m.group(1)]) for m in self.trigger_re.finditer(text)]
+        from radisim.curriculum.tagger import PhraseMatcher, tokenize
+
+        if not hasattr(self, "_matcher"):
+            self._matcher = PhraseMatcher(self.kinds)
+        return [Trigger(a, b, self.kinds[t]) for a, b, t in self._matcher.find(tokenize(text))]
 
     def assert_all(self, text: str, spans: list[tuple[int, int]]) -> list[str]:
         """Assertion of each finding span of `text` (lower case, one sentence)."""

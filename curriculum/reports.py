@@ -6,7 +6,8 @@ phase (curriculum.phases.PHASES), so that one real study feeds several phases as
 - the text is split into sections (`LABEL: text` lines or inline `FINDINGS: ...` headers, names in
   `vocab/sections.yaml`); sections that describe the request, the patient or an earlier study
   (indication, history, comparison, recommendation, note by default) are dropped; text before any
-  header is one unlabelled section, so a figure caption is a one-section report;
+  header is one unlabelled section, so a figure caption is a one-section report; so are sentences
+  that describe no image content ("Recommend CT for further evaluation.", `non_image` there);
 - each kept section is split into sentences (not at "Dr.", "Mr.", "e.g.", decimals or list numbers),
   and each sentence is tagged on its own (curriculum/tagger.py), findings with their assertions;
 - the **localization, abnormality and grading captions** are the report's sentences of that phase,
@@ -30,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
 from radisim.curriculum.phases import MODALITIES, PHASES
-from radisim.curriculum.tagger import Tags, Vocabulary, load_vocabulary, tag_caption
+from radisim.curriculum.tagger import PhraseMatcher, Tags, Vocabulary, load_vocabulary, tag_caption, tokenize
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,20 @@ def report_sentences(text: str, drop_sections: Iterable[str] = DROP_SECTIONS,
     """The tagged sentences of the kept sections, in report order."""
     vocab = vocab or load_vocabulary()
     drop = {str(d).lower() for d in drop_sections}
-    return [Sentence(s, name, tag_caption(s, vocab=vocab))
+    return [Sentence(s, name, _NO_PHASE if _non_image(s, vocab) else tag_caption(s, vocab=vocab))
             for name, body in split_sections(str(text or ""), vocab) if name not in drop
             for s in split_sentences(body)]
+
+
+_NO_PHASE = Tags(phase=None)
+
+
+def _non_image(sentence: str, vocab: Vocabulary) -> bool:
+    """A recommendation or a remark on another study ("Recommend CT.", "Correlate with prior films.")."""
+    matcher = getattr(vocab, "_non_image_matcher", None)
+    if matcher is None:
+        matcher = vocab._non_image_matcher = PhraseMatcher(vocab.raw["sections"]["non_image"])
+    return bool(matcher.find(tokenize(sentence.lower())))
 
 
 # ------------------------------------------------------------------------------------------ study facts
