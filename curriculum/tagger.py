@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -190,6 +190,8 @@ class Vocabulary:
         self.finding_re = _term_regex(self.finding_terms)
         self.grading_re = _term_regex(self.grading_terms)
         self.grade_patterns = [re.compile(p, re.IGNORECASE) for p in r["grading"]["patterns"]]
+        self.normal_patterns = [re.compile(p) for p in r["finding"].get("normal_patterns") or ()]
+        self.other_study_m = PhraseMatcher(r["study"]["other_study"])
         self.finding_patterns = [(re.compile(p), finding) for finding, ps in (r["finding"].get("patterns") or {}).items()
                                  for p in ps]
         self.assertion = AssertionRules(r["assertion"])
@@ -281,7 +283,8 @@ def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = Non
     tokens = tokenize(text)
     structure = _matches(vocab.structure_m, vocab.structure, tokens)
     regions = [m for m in _matches(vocab.region_m, vocab.regions, tokens)
-               if not (m.term in vocab.acronyms and not _acronym_ok(original, m.start, m.end, lower_only))]
+               if not (m.term in vocab.acronyms and not _acronym_ok(original, m.start, m.end, lower_only))
+               and not (any(k == "modality" for k, _ in m.entries) and _other_study(tokens, m.start, vocab))]
     findings = _with_patterns(_matches(vocab.finding_m, vocab.finding_terms, tokens), text, vocab)
     devices = [m for m in findings if any(k == "device" for k, _ in m.entries)]
     device_phrases = [_device_phrase(text, m, structure) for m in devices]
@@ -308,15 +311,19 @@ def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = Non
         found["location"], found["quadrant"] = [], []  # a sentence about a device places the device
 
     grading = [g for g in vocab.grading_m.find(tokens) if not _inside(g[:2], anatomy_spans)]
-    mentions = _mentions(text, findings, structure, regions, grading, vocab)
-    normal = any(k == "normal" for f in findings for k, _ in f.entries)
+    stated, mentions = _mentions(text, findings, structure, regions, vocab)
+    attached = _attach_grading(text, grading, grade_spans(text, vocab), stated, vocab)
+    mentions = [replace(f, severity=" ".join(attached.get(i, []))) for i, f in enumerate(mentions)]
+    normal = (any(k == "normal" for f in findings for k, _ in f.entries)
+              or any(p.search(text) for p in vocab.normal_patterns))
     present = _unique(f.finding for f in mentions if f.assertion == PRESENT)
     uncertain = [f for f in _unique(f.finding for f in mentions if f.assertion == UNCERTAIN) if f not in present]
     negated = [f for f in _unique(f.finding for f in mentions if f.assertion == ABSENT)
                if f not in present and f not in uncertain]
-    subtypes = [g[2] for g in grading if vocab.grading_terms[g[2]] == "subtype"]
-    severities = [g[2] for g in grading if vocab.grading_terms[g[2]] == "severity"]
-    grades = [m.group(0) for p in vocab.grade_patterns for m in p.finditer(text)]
+    on_present = [w for i, f in enumerate(mentions) if f.assertion == PRESENT for w in attached.get(i, [])]
+    subtypes = [w for w in on_present if vocab.grading_terms.get(w) == "subtype"]
+    severities = [w for w in on_present if vocab.grading_terms.get(w) == "severity"]
+    grades = [w for w in on_present if w not in vocab.grading_terms]
 
     anatomy = (_first(pure_regions) or _first([vocab.organ_region[o] for o in found["organ"]])
                or _first(found["region"]) or _first(found["part"]))
@@ -389,9 +396,19 @@ def _device_phrase(text: str, device: _Match, structure: list[_Match]) -> tuple[
     return start, device.end
 
 
+def _other_study(tokens, start: int, vocab: Vocabulary) -> bool:
+    """Whether one of the four words before `start` puts a modality mention on another study."""
+    before = [t for t in tokens if t[2] <= start][-4:]
+    return bool(before) and bool(vocab.other_study_m.find(before))
+
+
+def grade_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group(0)) for p in vocab.grade_patterns for m in p.finditer(text)]
+
+
 def _mentions(text: str, findings: list[_Match], structure: list[_Match], regions: list[_Match],
-              grading: list[tuple[int, int, str]], vocab: Vocabulary) -> list[Finding]:
-    """Each finding mention with its assertion, its clause's location words and its severity words."""
+              vocab: Vocabulary) -> tuple[list[_Match], list[Finding]]:
+    """Each finding mention with its assertion and its clause's location words (severity: later)."""
     stated = [m for m in findings if any(k in ("finding", "device") for k, _ in m.entries)]
     assertions = vocab.assertion.assert_all(text, [(m.start, m.end) for m in stated])
     cuts = [0] + [b.start() for b in vocab.breaker_re.finditer(text) if b.group(0) in ".;:"] + [len(text)]
@@ -403,8 +420,28 @@ def _mentions(text: str, findings: list[_Match], structure: list[_Match], region
         where = [x for x in structure + regions if lo <= x.start < hi and not _inside((x.start, x.end), spans)
                  and any(k in ("location", "quadrant", "organ", "region", "part") for k, _ in x.entries)]
         location = " ".join(x.term for x in sorted(where, key=lambda x: x.start))
-        severity = " ".join(g[2] for g in grading if lo <= g[0] < hi)
-        sizes = [g.group(0) for p in vocab.grade_patterns for g in p.finditer(text, lo, hi)]
         value = next(v for k, v in m.entries if k in ("finding", "device"))
-        out.append(Finding(m.term, value, assertion, location, " ".join(filter(None, [severity, *sizes]))))
+        out.append(Finding(m.term, value, assertion, location))
+    return stated, out
+
+
+def _attach_grading(text: str, grading, grades, stated: list[_Match], vocab: Vocabulary) -> dict[int, list[str]]:
+    """Mention index -> its subtype/severity/size words. A word belongs to the nearest mention of its
+    clause (else of the sentence); a word a negation governs ("no large effusion", "without acute
+    disease") or that is the mention itself ("calcified" as the finding) belongs to none."""
+    if not stated:
+        return {}
+    neg = [t for t in vocab.assertion.triggers(text) if "neg_pre" in t.kinds]
+    cuts = [b.start() for b in vocab.breaker_re.finditer(text)]
+    out: dict[int, list[str]] = {}
+    for a, b, word in sorted(grading + grades):
+        if any((m.start, m.end) == (a, b) for m in stated):
+            continue
+        if any(t.end <= a and len(_TOKEN.findall(text, t.end, a)) <= 2 for t in neg):
+            continue
+        clause = [i for i, m in enumerate(stated) if m.start <= a < m.end
+                  or not any(min(b, m.end) <= c < max(a, m.start) for c in cuts)]
+        pool = clause or range(len(stated))
+        best = min(pool, key=lambda i: min(abs(a - stated[i].end), abs(stated[i].start - b)))
+        out.setdefault(best, []).append(word)
     return out
