@@ -30,7 +30,7 @@ from .sources import chunk_id, discover
 log = logging.getLogger(__name__)
 
 #: Bump when the meaning of a staged row changes: every chunk is redone.
-FORMAT_VERSION = "ingest-1"
+FORMAT_VERSION = "ingest-2"  # 2: one row per (image, phase caption), curriculum/reports.py
 SAMPLE_KEYS = 10
 
 
