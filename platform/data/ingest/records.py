@@ -62,6 +62,9 @@ def _anatomy_from_body_part(body_part: Optional[str]) -> str:
     return normalise_body_part(body_part) if body_part else ""
 
 
+GIVEN_TAGS = ("modality", "anatomy", "view", "finding", "subtype", "grade")
+
+
 def captions_for(caption: str, given: dict, meta: dict, extra: dict,
                  drop_sections: Iterable[str] = DROP_SECTIONS) -> list[PhaseCaption]:
     """The phase captions of one image (curriculum/reports.py): one per phase its report supports.
@@ -156,13 +159,15 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
                 group_key=patient_key or study_key or meta.get("group_key") or content_hash,
                 width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
             )
-            # a user's given tag wins; else the study's facts (header first) are already in the tags
+            # the image header is more reliable than the text for modality and view; a user's given
+            # tags describe the study and win on each of its rows
             for k in ("modality", "view"):
                 value = extra.get(k) or meta.get(k)
-                if value and k not in item.given and not row[k]:
+                if value and k not in item.given:
                     row[k] = value
             if not row["anatomy"] and meta.get("anatomy"):
                 row["anatomy"] = meta["anatomy"]
+            row.update({k: str(v) for k, v in item.given.items() if k in GIVEN_TAGS and v not in (None, "")})
             rows.append(row)
             added += 1
     return added - 1
