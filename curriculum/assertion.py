@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from radisim.curriculum.phrases import PhraseMatcher, tokenize
+
 PRESENT, ABSENT, UNCERTAIN = "present", "absent", "uncertain"
 ASSERTIONS = (PRESENT, ABSENT, UNCERTAIN)
 _WORD = re.compile(r"[\w?/-]+")
@@ -46,8 +48,7 @@ class AssertionRules:
         for t in raw["pseudo"]:
             kinds[str(t).lower()] = set()  # a pseudo-trigger hides the trigger words inside it
         self.kinds = {t: frozenset(k) for t, k in kinds.items()}
-        alts = "|".join(re.escape(t) for t in sorted(self.kinds, key=len, reverse=True))
-        self.trigger_re = re.compile(rf"(?<![\w-])({alts})(?![\w-])")
+        self.matcher = PhraseMatcher(self.kinds)
         words = [b for b in raw["terminators"] if any(c.isalpha() for c in b)]
         marks = "".join(re.escape(b) for b in raw["terminators"] if not any(c.isalpha() for c in b))
         self.breaker_re = re.compile(rf"[{marks}]|(?<![\w-])(?:{'|'.join(map(re.escape, words))})(?![\w-])")
@@ -56,11 +57,7 @@ class AssertionRules:
                 (t for t, k in self.kinds.items() if "neg_pre" in k), key=len, reverse=True)) + r")(?![\w-])")
 
     def triggers(self, text: str) -> list[Trigger]:
-        from radisim.curriculum.tagger import PhraseMatcher, tokenize
-
-        if not hasattr(self, "_matcher"):
-            self._matcher = PhraseMatcher(self.kinds)
-        return [Trigger(a, b, self.kinds[t]) for a, b, t in self._matcher.find(tokenize(text))]
+        return [Trigger(a, b, self.kinds[t]) for a, b, t in self.matcher.find(tokenize(text))]
 
     def assert_all(self, text: str, spans: list[tuple[int, int]]) -> list[str]:
         """Assertion of each finding span of `text` (lower case, one sentence)."""

@@ -39,6 +39,7 @@ from typing import Mapping, Optional
 import yaml
 
 from radisim.curriculum.assertion import ABSENT, PRESENT, UNCERTAIN, AssertionRules
+from radisim.curriculum.phrases import TOKEN, PhraseMatcher, tokenize
 from radisim.curriculum.phases import PHASES
 
 VOCAB_FILES = ("modality", "anatomy", "view", "location", "finding", "grading", "assertion", "study", "sections")
@@ -82,45 +83,6 @@ class Tags:
         for k in ("granularities", "organs", "findings", "negated"):
             row[k] = list(row[k])
         return row
-
-
-_TOKEN = re.compile(r"[\w-]+|[^\w\s]")
-
-
-class PhraseMatcher:
-    """Whole-word phrase lookup, leftmost then longest first: the matches of `_term_regex(terms)`,
-    found by a dictionary walk over the text's tokens instead of a regular expression with hundreds
-    of alternatives (about ten times faster on report sentences)."""
-
-    def __init__(self, terms):
-        self.first: dict[str, list[tuple[str, ...]]] = {}
-        self.term: dict[tuple[str, ...], str] = {}
-        for t in {str(t).lower() for t in terms}:
-            toks = tuple(_TOKEN.findall(t))
-            if toks:
-                self.term[toks] = t
-                self.first.setdefault(toks[0], []).append(toks)
-        for cands in self.first.values():
-            cands.sort(key=len, reverse=True)
-
-    def find(self, tokens: list[tuple[str, int, int]]) -> list[tuple[int, int, str]]:
-        """[(start, end, term)] over `tokens` = tokenize(text)."""
-        out, i, n = [], 0, len(tokens)
-        words = [t[0] for t in tokens]
-        while i < n:
-            for cand in self.first.get(words[i], ()):
-                k = len(cand)
-                if tuple(words[i:i + k]) == cand:
-                    out.append((tokens[i][1], tokens[i + k - 1][2], self.term[cand]))
-                    i += k
-                    break
-            else:
-                i += 1
-        return out
-
-
-def tokenize(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
 
 def _term_regex(terms) -> re.Pattern:
@@ -440,7 +402,7 @@ def _attach_grading(text: str, grading, grades, stated: list[_Match], vocab: Voc
     for a, b, word in sorted(grading + grades):
         if any((m.start, m.end) == (a, b) for m in stated):
             continue
-        if any(t.end <= a and len(_TOKEN.findall(text, t.end, a)) <= 2 for t in neg):
+        if any(t.end <= a and len(TOKEN.findall(text, t.end, a)) <= 2 for t in neg):
             continue
         clause = [i for i, m in enumerate(stated) if m.start <= a < m.end
                   or not any(min(b, m.end) <= c < max(a, m.start) for c in cuts)]
