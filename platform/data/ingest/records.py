@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
-from radisim.curriculum.phases import PHASE_INDEX
+from radisim.curriculum.phases import PHASE_INDEX, PHASES
+from radisim.curriculum.reports import DROP_SECTIONS, PhaseCaption, StudyMeta, normalise_body_part, phase_captions
 from radisim.curriculum.tagger import tag_caption
 from radisim.platform.data import imaging as im
 
@@ -58,7 +59,23 @@ def _fit(arr: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def _anatomy_from_body_part(body_part: Optional[str]) -> str:
-    return tag_caption(body_part).anatomy if body_part else ""
+    return normalise_body_part(body_part) if body_part else ""
+
+
+GIVEN_TAGS = ("modality", "anatomy", "view", "finding", "subtype", "grade")
+
+
+def captions_for(caption: str, given: dict, meta: dict, extra: dict,
+                 drop_sections: Iterable[str] = DROP_SECTIONS) -> list[PhaseCaption]:
+    """The phase captions of one image (curriculum/reports.py): one per phase its report supports.
+    A given `phase` tag is the user's own decision: the whole caption, at that phase, one row. The
+    user's modality/anatomy/view tags, else the image header's, are the study's metadata."""
+    if given.get("phase") in PHASES:
+        return [PhaseCaption(given["phase"], caption, tag_caption(caption, given=given))]
+    study = StudyMeta(modality=given.get("modality") or extra.get("modality") or meta.get("modality") or "",
+                      body_part=given.get("anatomy") or meta.get("anatomy") or "",
+                      view=given.get("view") or extra.get("view") or meta.get("view") or "")
+    return phase_captions(caption, study, drop_sections=drop_sections)
 
 
 def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tuple[np.ndarray, dict]], dict]:
@@ -88,13 +105,14 @@ def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tu
 
 
 def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list) -> int:
-    """Append the item's rows (or one reject). Returns how many extra rows beyond one it expanded to."""
+    """Append the item's rows (one per image and phase caption) or rejects. Returns how many entries
+    (rows + rejects) beyond one it expanded to."""
     caption, reason = check_caption(item.caption, opts["max_caption_chars"])
     if reason:
         rejects.append((item.key, reason))
         return 0
-    tags = tag_caption(caption, given=item.given)
-    if tags.phase is None:
+    drop = opts.get("drop_sections", DROP_SECTIONS)
+    if not captions_for(caption, item.given, {}, {}, drop) and item.kind != "dicom":  # a header may add phases
         rejects.append((item.key, "caption_untagged"))
         return 0
     try:
@@ -111,36 +129,48 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
     patient_key = meta.get("patient_key") or im.salted_key(given_patient, salt, "patient")
     study_key = meta.get("study_key") or im.salted_key(given_study, salt, "study")
     source = item.key.split(":", 1)[0].split("#", 1)[0]
+    added = 0
     for i, (arr, extra) in enumerate(images):
         key = item.key if len(images) == 1 else f"{item.key}[{extra.get('view', 'frame')}{i}]"
+        captions = captions_for(caption, item.given, meta, extra, drop)
+        if not captions:
+            rejects.append((key, "caption_untagged"))
+            added += 1
+            continue
         if min(arr.shape) < opts["min_side"]:
             rejects.append((key, "image_too_small"))
+            added += 1
             continue
         if int(arr.max()) == int(arr.min()):
             rejects.append((key, "image_blank"))
+            added += 1
             continue
         arr = _fit(arr, opts["max_side"])
         content_hash = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
-        row = tags.as_row()
-        row.pop("findings"), row.pop("negated")
-        row.update(
-            image_id=f"{source}-{hashlib.sha256(key.encode()).hexdigest()[:16]}",
-            image=im.encode_png(arr), caption=caption, phase_index=PHASE_INDEX[tags.phase],
-            finding_region="", source=source, source_key=key.split(":", 1)[-1] if ":" in key else key,
-            content_hash=content_hash, patient_key=patient_key, study_key=study_key,
-            group_key=patient_key or study_key or meta.get("group_key") or content_hash,
-            width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
-        )
-        # the image header is more reliable than the caption for modality and view; the caption's
-        # anatomy wins over BodyPartExamined, which fills it when the caption names none
-        for k in ("modality", "view"):
-            value = extra.get(k) or meta.get(k)
-            if value and k not in item.given:
-                row[k] = value
-        if not row["anatomy"] and meta.get("anatomy"):
-            row["anatomy"] = meta["anatomy"]
-        rows.append(row)
-    return len(images) - 1
+        png = im.encode_png(arr)
+        for pc in captions:  # one row per (image, phase caption); they share the image's hash and id
+            row = pc.tags.as_row()
+            row.pop("findings"), row.pop("negated")
+            row.update(
+                image_id=f"{source}-{hashlib.sha256(key.encode()).hexdigest()[:16]}",
+                image=png, caption=pc.caption, phase_index=PHASE_INDEX[pc.phase],
+                finding_region="", source=source, source_key=key.split(":", 1)[-1] if ":" in key else key,
+                content_hash=content_hash, patient_key=patient_key, study_key=study_key,
+                group_key=patient_key or study_key or meta.get("group_key") or content_hash,
+                width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
+            )
+            # the image header is more reliable than the text for modality and view; a user's given
+            # tags describe the study and win on each of its rows
+            for k in ("modality", "view"):
+                value = extra.get(k) or meta.get(k)
+                if value and k not in item.given:
+                    row[k] = value
+            if not row["anatomy"] and meta.get("anatomy"):
+                row["anatomy"] = meta["anatomy"]
+            row.update({k: str(v) for k, v in item.given.items() if k in GIVEN_TAGS and v not in (None, "")})
+            rows.append(row)
+            added += 1
+    return added - 1
 
 
 def process_chunk(chunk: dict, opts: dict, salt: str) -> tuple[list[dict], list[tuple[str, str]], int, int]:

@@ -30,7 +30,7 @@ from .sources import chunk_id, discover
 log = logging.getLogger(__name__)
 
 #: Bump when the meaning of a staged row changes: every chunk is redone.
-FORMAT_VERSION = "ingest-1"
+FORMAT_VERSION = "ingest-2"  # 2: one row per (image, phase caption), curriculum/reports.py
 SAMPLE_KEYS = 10
 
 
@@ -104,7 +104,7 @@ def finalize(out: Path, chunk_ids: list[str], eval_fraction: float) -> dict:
     dirs = {s: out / s for s in ("train", "eval")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}  # content hash -> the (source, key) whose image it is
     duplicates: list[tuple[str, str]] = []
     counts: Counter = Counter()
     by_split = {s: Counter() for s in dirs}
@@ -115,12 +115,11 @@ def finalize(out: Path, chunk_ids: list[str], eval_fraction: float) -> dict:
         keep, split = [], []
         for h, g, src, key in zip(*(table.column(c).to_pylist() for c in ("content_hash", "group_key", "source",
                                                                           "source_key"))):
-            if h in seen:
-                duplicates.append((f"{src}:{key}", "duplicate"))
+            if seen.setdefault(h, (src, key)) != (src, key):  # an image's phase-caption rows share its hash
+                duplicates.append((f"{src}:{key}", "duplicate"))  # per row: the card balances rows
                 keep.append(False)
                 split.append("")
                 continue
-            seen.add(h)
             keep.append(True)
             split.append(_split_of(g, eval_fraction))
         split_col = pa.array(split)
