@@ -180,15 +180,28 @@ class AblateConfig(Strict):
     search: Literal["grid", "optuna"] = "grid"
     orderings: list[str] = ["curriculum", "anti_curriculum", "random_order", "shuffled"]
     pacings: list[str] = ["step"]
-    seeds: list[int] = [0, 1, 2]
-    #: Optuna: trials, and the ranges of its continuous knobs.
+    #: Seeds of the compared runs (grid, and the re-runs of each arm's best Optuna config). Not the
+    #: spec's `tuning_seeds`: the sweep refuses those unless `allow_tuning_seeds`.
+    seeds: list[int] = [10, 11, 12, 13, 14]
+    allow_tuning_seeds: bool = False
+    #: The arm the others are compared with (paired, per seed).
+    reference: str = "curriculum"
+    #: Held-out test split the verdict is scored on (phantom: an evaluation root written by
+    #: `write_phantom_test_split`; None = <data.root>/test). Training-time evaluations, ASHA and
+    #: Optuna use the validation split (`eval.data_root`). Real data: `test_roots`, one per adapter.
+    test_data_root: Optional[str] = None
+    test_roots: dict[str, str] = {}
+    #: Optuna: trials per arm (every arm the same tuning budget), all on `tuning_seed`, scored on
+    #: validation; each arm's best config is then re-run on `seeds` and compared on test.
     num_samples: int = Field(16, ge=1)
+    tuning_seed: int = 0
     lr_scale: tuple[float, float] = (0.3, 3.0)
     replay: tuple[float, float] = (0.0, 0.5)
     #: Optuna also searches each phase's share of the (fixed) total step budget.
     search_phase_fractions: bool = True
-    #: ASHA early stopping on the mean stage score reported after every phase.
-    asha: bool = True
+    #: ASHA early stopping on the validation mean stage score reported after every phase. None: off
+    #: for a grid (a verdict sweep completes every cell), on for Optuna's tuning stage.
+    asha: Optional[bool] = None
     grace_period: int = Field(2, ge=1)
     reduction_factor: float = Field(2.0, gt=1)
     #: None: derived from the cluster's free CPUs/GPUs and one trial's needs.
@@ -207,6 +220,8 @@ class AblateConfig(Strict):
             raise ValueError(f"pacings: unknown {bad}; registered: {pacing_names()}")
         if not self.seeds:
             raise ValueError("seeds: at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: repeated seeds {self.seeds}")
         for name in ("lr_scale", "replay"):
             lo, hi = getattr(self, name)
             if not lo <= hi:
@@ -214,6 +229,10 @@ class AblateConfig(Strict):
         if self.replay[1] >= 1:
             raise ValueError("replay: the share must stay below 1")
         return self
+
+    @property
+    def early_stopping(self) -> bool:
+        return self.search == "optuna" if self.asha is None else self.asha
 
 
 class JobConfig(Strict):
