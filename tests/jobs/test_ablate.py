@@ -72,22 +72,49 @@ def test_sweep_killed_then_resumed_runs_each_trial_once(tmp_path):
     sweep = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("kind") == "sweep"]
     assert len(sweep) == 1 and sweep[0].info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(sweep[0].info.run_id, "ablation")}
-    assert {"ablation/trials.csv", "ablation/arm_summary.csv", "ablation/arm_stage_scores.png",
-            "ablation/verdict.txt"} <= artifacts
-    assert "resuming sweep" in resumed.stdout and "per-stage score" in resumed.stdout
+    assert {"ablation/trials.csv", "ablation/arm_summary.csv", "ablation/arm_stage_scores.png", "ablation/arm_radar.png",
+            "ablation/verdict.txt", "ablation/report.md", "ablation/report.html"} <= artifacts
+    assert "resuming sweep" in resumed.stdout and "per-stage test score" in resumed.stdout
+    # one seed: the numbers, and no verdict
+    assert "no verdict: n seeds 1 < 3" in resumed.stdout
+    for r in finished:  # scored on the held-out test split as well as on validation
+        assert all(math.isfinite(r.data.metrics[f"test/stage{s}/score"]) for s in range(1, 6))
 
 
-def test_asha_without_per_phase_scores_is_refused_before_ray(monkeypatch):
+def test_sweep_settings_are_checked_before_ray():
     from radisim.jobs import ablate
     from radisim.platform.config import load_job_config
 
-    cfg = load_job_config(overrides=["eval.after_each_phase=false"])
+    # a verdict sweep (grid) completes every cell: no early stopping unless asked; Optuna's tuning stage has it
+    assert not load_job_config().ablate.early_stopping
+    assert load_job_config(overrides=["ablate.search=optuna"]).ablate.early_stopping
+    ablate.check_sweep_config(load_job_config(overrides=["eval.after_each_phase=false"]))
     with pytest.raises(SystemExit, match="eval.after_each_phase"):
-        ablate.check_sweep_config(cfg)
-    ablate.check_sweep_config(load_job_config(overrides=["eval.after_each_phase=false", "ablate.asha=false"]))
-    # the smoke sweep runs without ASHA and evaluates each trial once
+        ablate.check_sweep_config(load_job_config(overrides=["eval.after_each_phase=false", "ablate.asha=true"]))
+    # the bundled spec was tuned on seeds 0-2: a verdict on them is refused unless allowed
+    with pytest.raises(SystemExit, match="tuning_seeds"):
+        ablate.check_sweep_config(load_job_config(overrides=["ablate.seeds=[1, 5, 6]"]))
+    ablate.check_sweep_config(load_job_config(overrides=["ablate.seeds=[1, 5, 6]", "ablate.allow_tuning_seeds=true"]))
+    with pytest.raises(SystemExit, match="reference"):
+        ablate.check_sweep_config(load_job_config(overrides=["ablate.orderings=[shuffled, anti_curriculum]"]))
     from radisim.jobs.common import SMOKE_BASE, SMOKE_SETS
 
     smoke = load_job_config(overrides=SMOKE_SETS + ablate.SMOKE_SETS, base=SMOKE_BASE)
-    assert not smoke.ablate.asha and not smoke.eval.after_each_phase
+    assert not smoke.ablate.early_stopping and not smoke.eval.after_each_phase and len(smoke.ablate.seeds) == 3
     ablate.check_sweep_config(smoke)
+
+
+def test_optuna_space_holds_no_seed_and_no_arm_choice():
+    from ray.tune.search.sample import Domain
+
+    from radisim.platform.config import load_job_config
+    from radisim.platform.tune import optuna_space, trial_knobs
+
+    cfg = load_job_config(overrides=["ablate.search=optuna", "ablate.tuning_seed=3"])
+    space = optuna_space(cfg, "anti_curriculum", "step")
+    assert space["seed"] == 3 and space["arm_knobs"] == {"ordering": "anti_curriculum", "pacing": "step"}
+    assert {k for k, v in space.items() if isinstance(v, Domain)} == {"lr_scale", "replay",
+                                                                      *(f"phase_w{i}" for i in range(5))}
+    assert "replay" not in optuna_space(cfg, "curriculum", "linear")  # a pace that ignores replay: not searched
+    knobs = trial_knobs({"arm_knobs": {"ordering": "shuffled", "pacing": "step", "lr_scale": 2.0}, "seed": 11})
+    assert knobs == {"ordering": "shuffled", "pacing": "step", "lr_scale": 2.0, "seed": 11}
