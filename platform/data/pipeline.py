@@ -184,7 +184,7 @@ def phase_dataset(
         if any(p < 1.0 for p in mix.values()):
             ds = ds.map_batches(sample_mix, batch_format="pyarrow", fn_kwargs={"mix": mix, "seed": seed + 7919 * k},
                                 num_cpus=0.1)
-        return global_order(ds, seed + 7919 * k) if global_shuffle else ds
+        return global_order(ds, seed + 7919 * k, expected_rows(counts, mix)) if global_shuffle else ds
 
     # counterfactuals of grading captions take real details from the manifest (counterfactuals.detail_pool)
     details = grading_details(train_dir) if hard_negatives and mix.get("grading", 0) > 0 else None
@@ -218,7 +218,9 @@ def train_dir(root: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- data order hygiene
-ORDER_COLUMNS = ["_round", "_key"]
+ORDER_COLUMN = "_order"
+#: Rows per sort partition: each partition is sorted in one task's memory (images included).
+ROWS_PER_SORT_PARTITION = 5000
 
 
 def _round_of(image_id: str, phase: str, seed: int) -> int:
@@ -232,25 +234,35 @@ def _round_of(image_id: str, phase: str, seed: int) -> int:
 
 
 def order_keys(batch, seed: int):
-    """Adds `_round` (see `_round_of`) and `_key` (a stable per-row random number) to a pyarrow batch."""
+    """Adds `_order` = round (see `_round_of`) + a stable per-row random number in [0, 1)."""
     import pyarrow as pa
 
     ids = batch.column("image_id").to_pylist()
     phases = batch.column("phase").to_pylist()
     captions = batch.column("caption").to_pylist()
-    rounds = pa.array([_round_of(str(i), str(p), seed) for i, p in zip(ids, phases)], pa.int8())
-    keys = pa.array([_row_hash(str(i), str(c), seed) for i, c in zip(ids, captions)], pa.float64())
-    return batch.append_column("_round", rounds).append_column("_key", keys)
+    order = [_round_of(str(i), str(p), seed) + _row_hash(str(i), str(c), seed) for i, p, c in zip(ids, phases, captions)]
+    return batch.append_column(ORDER_COLUMN, pa.array(order, pa.float64()))
 
 
-def global_order(ds, seed: int):
+def sort_boundaries(n_rows: int) -> list[float]:
+    """Range boundaries of the `_order` sort: every round split into equal key ranges of about
+    ROWS_PER_SORT_PARTITION rows (Ray Data's default would be 200 partitions whatever the size)."""
+    from radisim.curriculum.phases import PHASES
+
+    n = len(PHASES)
+    per_round = max(1, math.ceil(n_rows / n / ROWS_PER_SORT_PARTITION))
+    return [r + j / per_round for r in range(n) for j in range(per_round)][1:]
+
+
+def global_order(ds, seed: int, n_rows: int = 0):
     """A seeded global shuffle that keeps an image's captions apart: rows sorted by (round, random key).
     Within a round each image appears at most once, so a batch can only hold two captions of one image
     where it straddles a round boundary (a few batches per pass, not one row in nine). The sort is one
     all-to-all exchange per pass, a full shuffle of every file and source (a local shuffle buffer only
-    mixes neighbouring rows: of one file, and of one image whose captions are written side by side)."""
+    mixes neighbouring rows: of one file, and of one image whose captions are written side by side).
+    `n_rows`: about how many rows the pass holds (sizes the sort's partitions)."""
     ds = ds.map_batches(order_keys, batch_format="pyarrow", fn_kwargs={"seed": seed}, num_cpus=0.1)
-    return ds.sort(ORDER_COLUMNS).drop_columns(ORDER_COLUMNS)
+    return ds.sort(ORDER_COLUMN, boundaries=sort_boundaries(n_rows)).drop_columns([ORDER_COLUMN])
 
 
 def twin_rate(image_ids: list[str], batch_size: int) -> float:
