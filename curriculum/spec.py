@@ -34,7 +34,8 @@ class PhaseSpec(BaseModel):
     #: LR at the end of the phase as a fraction of `lr` (cosine/linear decay floor).
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     loss: Literal["clip", "siglip"] = "clip"
-    #: Share of each batch drawn from the data of all earlier phases (rehearsal against forgetting).
+    #: Share of each batch drawn from the data of all earlier phases (rehearsal against forgetting);
+    #: read by the `step` pace only (any other pace decides the earlier-data share itself).
     replay: float = Field(0.0, ge=0, lt=1)
     #: Replay only the rows of the last n phases (0: of every earlier phase). Every caption restates
     #: modality and anatomy, so replaying them is wasted where the fine phase just taught is forgotten.
