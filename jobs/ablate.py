@@ -87,7 +87,7 @@ def trial_rows(results, labels: dict[tuple, str]) -> tuple[list[dict], int, int]
         rows.append({"trial_id": m.get("trial_id"), "ordering": knobs.get("ordering"), "pacing": knobs.get("pacing"),
                      "seed": c["seed"], "arm": labels[(knobs.get("ordering"), knobs.get("pacing"))],
                      **ablation.stage_report(m, prefix="test/"),
-                     **{f"val/{k}": m[k] for k in ablation.stage_report(m)},
+                     **{f"val/{k}": v for k, v in ablation.stage_report(m).items()},
                      **{k: v for k, v in {**knobs, **c}.items() if k in ("lr_scale", "replay") or k.startswith("phase_w")}})
     return rows, stopped, failed
 

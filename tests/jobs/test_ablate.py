@@ -151,3 +151,76 @@ def test_optuna_searches_only_the_knobs_and_keeps_arm_and_seed_constant(tmp_path
         assert cfg.ablate.lr_scale[0] <= knobs["lr_scale"] <= cfg.ablate.lr_scale[1]
         assert cfg.ablate.replay[0] <= knobs["replay"] <= cfg.ablate.replay[1]
     assert len({r.config["lr_scale"] for r in results}) == 3  # the searcher varied the knob, not the seed
+
+
+def test_report_writes_the_paired_artifacts_from_finished_cells_only(tmp_path):
+    """`report` on Tune-like results (3 arms x 5 seeds, one cell stopped, one failed; replicates on
+    storage as the trials write them): the verdict covers the 3 complete seeds, with the paired table,
+    the bootstrap intervals and every artifact in MLflow; over 2 seeds there is no verdict."""
+    import csv as csv_mod
+    from types import SimpleNamespace
+
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from radisim.jobs import ablate
+    from radisim.platform import storage
+    from radisim.platform.config import load_job_config
+    from radisim.platform.tracking import Tracker
+    from radisim.platform.tune import replicates_path
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    cfg = load_job_config(overrides=[f"train.storage_path={tmp_path / 'store'}", "ablate.name=rep",
+                                     "ablate.orderings=[curriculum, anti_curriculum, shuffled]",
+                                     "ablate.seeds=[10, 11, 12, 13, 14]", f"tracking.tracking_uri={uri}"])
+    arms = ablate.arm_list(cfg)
+    level = {"curriculum": 0.7, "anti_curriculum": 0.6, "shuffled": 0.69}
+    rng = np.random.default_rng(0)
+
+    def results(skip=()):
+        out = []
+        for arm in arms:
+            for seed in cfg.ablate.seeds:
+                tid = f"{arm['label']}-{seed}"
+                if (arm["label"], seed) in skip:
+                    out.append(SimpleNamespace(error=RuntimeError("x") if seed == 14 else None,
+                                               metrics={"phase": 2}, config={}))
+                    continue
+                scores = {f"test/stage{s}/score": level[arm["label"]] + 0.01 * rng.standard_normal() for s in range(1, 6)}
+                scores["test/score/mean"] = float(np.mean(list(scores.values())))
+                metrics = {**scores, **{f"stage{s}/score": 0.5 for s in range(1, 6)}, "trial_id": tid, "phase": 5}
+                reps = {f"stage{s}": (scores[f"test/stage{s}/score"] + 0.01 * rng.standard_normal(50)).tolist()
+                        for s in range(1, 6)}
+                reps["mean"] = np.mean([reps[f"stage{s}"] for s in range(1, 6)], axis=0).tolist()
+                storage.write_json(replicates_path(cfg, "rep", tid), {"arm": arm["label"], "seed": seed, "replicates": reps})
+                out.append(SimpleNamespace(error=None, metrics=metrics,
+                                           config={"arm_knobs": {"ordering": arm["ordering"], "pacing": "step"}, "seed": seed}))
+        return out
+
+    tracker = Tracker("rep", uri)
+    budget = {"budget/optimizer_steps": 440, "budget/samples": 28160}
+    run = tracker.start_run("rep")
+    rows, lines = ablate.report(cfg, tracker, run, results(skip={("shuffled", 13), ("anti_curriculum", 14)}), budget, arms)
+    assert len(rows) == 13
+    assert lines[0].startswith("verdict over 3 complete seed(s) x 3 arm(s) (9 trials); 1 trial(s) stopped early, 1 failed")
+    assert any(line.startswith("stage1: curriculum beats anti_curriculum") for line in lines)
+    client = MlflowClient(uri)
+    with open(client.download_artifacts(run, "ablation/paired_differences.csv", str(tmp_path))) as f:
+        table = list(csv_mod.DictReader(f))
+    assert len(table) == 12 and {r["n_seeds"] for r in table} == {"3"}
+    assert list(table[0]) == ["arm", "stage", "n_seeds", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm",
+                              "verdict", "boot_ci_low", "boot_ci_high"]
+    assert all(r["boot_ci_low"] not in ("", "nan") for r in table)  # the hierarchical bootstrap ran
+    names = {a.path for a in client.list_artifacts(run, "ablation")}
+    assert {"ablation/forest_plot.png", "ablation/arm_radar.png", "ablation/report.md", "ablation/report.html",
+            "ablation/verdict.txt", "ablation/trials.csv", "ablation/arm_summary.csv"} <= names
+    data = client.get_run(run).data
+    assert data.tags["best/mean"] in ("curriculum", "none separable")
+    assert data.metrics["trials/stopped"] == 1 and data.metrics["trials/failed"] == 1
+    md = open(client.download_artifacts(run, "ablation/report.md", str(tmp_path))).read()
+    assert "## Design" in md and "| anti_curriculum | stage1 | 3 |" in md
+    # two complete seeds only -> no verdict, numbers still printed
+    run2 = tracker.start_run("rep2")
+    cfg2 = cfg.model_copy(update={"ablate": cfg.ablate.model_copy(update={"seeds": [10, 11]})})
+    _, lines2 = ablate.report(cfg2, tracker, run2, results(), budget, arms)
+    assert lines2[-1] == "no verdict: n seeds 2 < 3"
