@@ -1,4 +1,5 @@
-"""Ray Tune wiring for sweeps whose trials each run a multi-phase Ray Train curriculum.
+"""Ray Tune wiring for sweeps whose trials each run a multi-phase Ray Train curriculum, and the trial
+itself (`curriculum_trial`: one arm x seed, validated on the validation split, scored on test).
 
 Resources: a trial's own process is light (it drives the phases and the evaluation), so it asks for a
 sliver of a CPU; its Train workers, Ray Data tasks and embedding actors request their own resources
