@@ -90,6 +90,10 @@ class DataConfig(Strict):
     preprocess_cpus: float = Field(0.5, gt=0)
     #: Rows held in each Train worker's local shuffle buffer.
     shuffle_buffer: int = Field(1024, ge=0)
+    #: Put every pass of a phase's stream in a seeded global order that keeps an image's captions out
+    #: of each other's batches (pipeline.global_order; one all-to-all sort per pass). Off: file order
+    #: through the local shuffle buffer only, where captions of one image meet as negatives.
+    global_shuffle: bool = True
     #: Keep Ray Data's output order fixed (same seed -> same batches -> same metrics on CPU).
     deterministic: bool = True
 
