@@ -9,9 +9,10 @@ is kept), so every arm costs exactly the same. `moves` says what travels with a 
 
 - `content_and_settings` (default): a phase moves whole -- its data tags with its steps, LR,
   schedule, loss, freeze, counterfactuals (`hard_negatives`) and replay share. Its replay *source*
-  moves too: `replay_last` is resolved into the tags it named in the written order (`replay_from`),
-  and only those already taught at the new position are replayed (none taught yet: no replay). The phase that lands first has
-  nothing earlier to replay (its replay share becomes 0).
+  moves too: what it replays (`replay_last` phases, or all earlier ones) is resolved into the tags
+  those phases held in the written order (`replay_from`), and only those already taught at the new position
+  are replayed (none taught yet: no replay). The phase that lands first has nothing earlier to replay
+  (its replay share becomes 0).
 - `content`: only name and data tags move; each position keeps its settings (the position-bound
   variant: in `anti_curriculum` grading then gets modality's 20 steps with the image tower frozen).
 """
