@@ -186,7 +186,11 @@ def design_lines(arms: list[dict[str, Any]], seeds: list[int], budget: dict[str,
     moved = ("each phase moves with its settings (steps, LR, schedule, loss, freeze, counterfactuals, replay "
              "source); total budget equal" if moves == "content_and_settings" else
              "only phase content moves; each position keeps its settings (position-bound variant)")
-    return [f"Arms: {', '.join(a['label'] for a in arms)}; search: {search}.",
+    def arm(a: dict) -> str:
+        knobs = ", ".join(f"{k} {v:.3g}" for k, v in sorted(a.get("knobs", {}).items()))
+        return f"{a['label']} ({knobs})" if knobs else a["label"]
+
+    return [f"Arms: {'; '.join(arm(a) for a in arms)}; search: {search}.",
             f"Seeds compared: {seeds} (the spec was tuned on {tuning_seeds or 'no recorded seeds'}).",
             f"Budget of every arm: {budget['budget/optimizer_steps']} optimizer steps, {budget['budget/samples']} samples.",
             f"What moves with an ordering: {moved}.",

@@ -185,6 +185,9 @@ def check_sweep_config(cfg: JobConfig) -> None:
     if tuned_on and not a.allow_tuning_seeds:
         raise SystemExit(f"error: ablate.seeds {tuned_on} are the spec's tuning_seeds: a verdict on them is biased; "
                          f"choose other seeds (or set ablate.allow_tuning_seeds=true)")
+    if a.search == "optuna" and a.tuning_seed in a.seeds:
+        raise SystemExit(f"error: ablate.tuning_seed {a.tuning_seed} is among ablate.seeds: the best configs are "
+                         f"re-run on fresh seeds; choose another tuning_seed")
     if a.reference not in a.orderings:
         raise SystemExit(f"error: ablate.reference {a.reference!r} is not among ablate.orderings {a.orderings}")
 

@@ -108,6 +108,14 @@ def test_report_renders_the_same_blocks_as_markdown_and_html():
     assert "<h2>Verdict</h2>" in html and "a &lt; b" in html and html.count("<tr>") == len(diffs) + 1
 
 
+def test_design_names_arms_with_their_tuned_knobs_and_what_moved():
+    lines = ablation.design_lines([{"label": "curriculum", "knobs": {"lr_scale": 1.234567}}, {"label": "shuffled"}],
+                                  [10, 11, 12], {"budget/optimizer_steps": 440, "budget/samples": 28160},
+                                  "content_and_settings", [0, 1, 2], "optuna")
+    assert lines[0] == "Arms: curriculum (lr_scale 1.23); shuffled; search: optuna."
+    assert "tuned on [0, 1, 2]" in lines[1] and "440 optimizer steps" in lines[2] and "settings" in lines[3]
+
+
 def test_concurrency_never_oversubscribes_train_workers():
     needs = trial_needs(num_workers=1, cpus_per_worker=1.0, use_gpu=False)
     assert max_concurrent({"CPU": 4.0}, needs) == 1

@@ -95,6 +95,8 @@ def test_sweep_settings_are_checked_before_ray():
     with pytest.raises(SystemExit, match="tuning_seeds"):
         ablate.check_sweep_config(load_job_config(overrides=["ablate.seeds=[1, 5, 6]"]))
     ablate.check_sweep_config(load_job_config(overrides=["ablate.seeds=[1, 5, 6]", "ablate.allow_tuning_seeds=true"]))
+    with pytest.raises(SystemExit, match="fresh seeds"):
+        ablate.check_sweep_config(load_job_config(overrides=["ablate.search=optuna", "ablate.tuning_seed=10"]))
     with pytest.raises(SystemExit, match="reference"):
         ablate.check_sweep_config(load_job_config(overrides=["ablate.orderings=[shuffled, anti_curriculum]"]))
     from radisim.jobs.common import SMOKE_BASE, SMOKE_SETS
