@@ -31,8 +31,6 @@ from radisim.curriculum.phases import PHASE_INDEX, PHASES, REGIONS, region_of
 
 #: Eval images use indices from this offset, a seed stream disjoint from train (indices < 2**40).
 EVAL_INDEX_OFFSET = 1 << 40
-#: The held-out test split's generator indices (write_phantom_test_split): disjoint from train and eval.
-TEST_INDEX_OFFSET = 1 << 42
 
 # --------------------------------------------------------------------------------------------
 # Catalog: the vocabulary as data
@@ -1366,7 +1364,7 @@ def _schema(split: str):
         cols += [("caption", pa.string()), ("phase", pa.string()), ("phase_index", pa.int8())]
     cols += [(k, pa.list_(pa.string()) if k == "organs" else pa.string()) for k in _META]
     cols += [("source", pa.string()), ("synthetic", pa.bool_())]
-    if split in ("eval", "test"):
+    if split == "eval":
         cols += [(f"caption_{p}", pa.string()) for p in PHASES]
     return pa.schema(cols)
 
@@ -1381,7 +1379,7 @@ def _png(image: np.ndarray) -> bytes:
 def _split_cases(split: str, n: int, n_cohort: int) -> list[tuple[int, str, str | None]]:
     """(generator index, image_id, cohort) of a split: `n` general cases, then `n_cohort` cohort cases
     taking the COHORTS in turn."""
-    offset = {"train": 0, "eval": EVAL_INDEX_OFFSET, "test": TEST_INDEX_OFFSET}[split]
+    offset = 0 if split == "train" else EVAL_INDEX_OFFSET
     names = list(COHORTS)
     return ([(offset + i, f"phantom-{split}-{i:06d}", None) for i in range(n)]
             + [(COHORT_INDEX_OFFSET + offset + j, f"phantom-{split}-cohort-{j:06d}", names[j % len(names)])
@@ -1474,20 +1472,5 @@ def write_phantom_dataset(out_dir, n_train_images: int = 2000, n_eval_images: in
         "catalog": catalog(),
         "note": "SYNTHETIC phantom data, not patient images",
     }
-    (out / "data_card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    return card
-
-
-def write_phantom_test_split(out_dir, n_images: int, seed: int = 0, size: int = 64, cohort_fraction: float = 0.0,
-                             rows_per_shard: int = 4096) -> dict:
-    """A held-out test split distinct from the validation (`eval`) one: generator indices from
-    TEST_INDEX_OFFSET, image ids `phantom-test-*`. Written as an evaluation root (<out_dir>/eval/,
-    the layout the phantom eval adapter reads), so `eval.data_root=<out_dir>` scores on it; tuning
-    and checkpoint choice use the validation split, verdicts this one. Returns the card it writes."""
-    out = Path(out_dir)
-    split = _write_split(out / "eval", "test", n_images, seed, size, rows_per_shard, None, round(cohort_fraction * n_images))
-    card = {"synthetic": True, "generator": "radisim.curriculum.phantom", "split": "test", "seed": seed, "size": size,
-            "test_index_offset": TEST_INDEX_OFFSET, "cohort_fraction": cohort_fraction, "splits": {"test": split},
-            "note": "SYNTHETIC phantom data, not patient images"}
     (out / "data_card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card

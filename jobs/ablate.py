@@ -233,6 +233,21 @@ def tune_arms(cfg, job, sweep_run, concurrent, n_phases, resume) -> tuple[list[d
     return tuned, failed
 
 
+#: The phantom's test split is drawn with the generator seed `data.phantom.seed + TEST_SEED_OFFSET`:
+#: independent cases from the same distribution as the validation split, none shared with it.
+TEST_SEED_OFFSET = 7_000_003
+
+
+def write_phantom_test_split(cfg: JobConfig, root: Path) -> dict:
+    """The phantom's held-out test split as an evaluation root (<root>/eval/, the layout the phantom
+    eval adapter reads), the size of the validation split."""
+    from radisim.curriculum.phantom import write_phantom_dataset
+
+    p = cfg.data.phantom
+    return write_phantom_dataset(root, n_train_images=0, n_eval_images=p.n_eval_images, seed=p.seed + TEST_SEED_OFFSET,
+                                 size=p.size, progress=False, cohort_fraction=p.cohort_fraction)
+
+
 def ensure_test_split(cfg: JobConfig) -> None:
     """The phantom's held-out test split, written next to its train/validation splits on first use."""
     import json
@@ -245,17 +260,16 @@ def ensure_test_split(cfg: JobConfig) -> None:
     root = Path(tune_wiring.test_root(cfg))
     card = root / "data_card.json"
     p = cfg.data.phantom
-    want = {"seed": p.seed, "size": p.size, "cohort_fraction": p.cohort_fraction}
+    want = (p.seed + TEST_SEED_OFFSET, p.size, p.cohort_fraction, p.n_eval_images)
     if card.is_file():
         meta = json.loads(card.read_text())
-        if {k: meta.get(k) for k in want} == want and meta["splits"]["test"]["images"] == p.n_eval_images:
+        if (meta.get("seed"), meta.get("size"), meta.get("cohort_fraction"), meta["splits"]["eval"]["images"]) == want:
             return
     if cfg.ablate.test_data_root:
         raise SystemExit(f"error: no phantom test split matching data.phantom at {root}")
-    from radisim.curriculum.phantom import write_phantom_test_split
-
-    print(f"writing the SYNTHETIC phantom test split ({p.n_eval_images} images) to {root}")
-    write_phantom_test_split(root, p.n_eval_images, p.seed, p.size, p.cohort_fraction)
+    print(f"writing the SYNTHETIC phantom test split ({p.n_eval_images} images, generator seed "
+          f"{p.seed + TEST_SEED_OFFSET}) to {root}")
+    write_phantom_test_split(cfg, root)
 
 
 def run(cfg: JobConfig, resume: bool = False):

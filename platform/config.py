@@ -190,8 +190,8 @@ class AblateConfig(Strict):
     allow_tuning_seeds: bool = False
     #: The arm the others are compared with (paired, per seed).
     reference: str = "curriculum"
-    #: Held-out test split the verdict is scored on (phantom: an evaluation root written by
-    #: `write_phantom_test_split`; None = <data.root>/test). Training-time evaluations, ASHA and
+    #: Held-out test split the verdict is scored on (phantom: an evaluation root that `radisim ablate`
+    #: writes with its own generator seed; None = <data.root>/test). Training-time evaluations, ASHA and
     #: Optuna use the validation split (`eval.data_root`). Real data: `test_roots`, one per adapter.
     test_data_root: Optional[str] = None
     test_roots: dict[str, str] = {}

@@ -122,17 +122,3 @@ def test_concurrency_never_oversubscribes_train_workers():
     assert max_concurrent({"CPU": 64.0, "GPU": 8.0}, trial_needs(4, 4.0, True)) == 2
     assert max_concurrent({"CPU": 1.0}, needs) == 1  # queue rather than deadlock
 
-
-def test_phantom_test_split_is_distinct_from_validation(tmp_path):
-    import pyarrow.parquet as pq
-
-    from radisim.curriculum.phantom import write_phantom_dataset, write_phantom_test_split
-
-    write_phantom_dataset(tmp_path / "data", n_train_images=10, n_eval_images=12, size=32, progress=False)
-    card = write_phantom_test_split(tmp_path / "data" / "test", n_images=12, size=32)
-    val = pq.read_table(tmp_path / "data" / "eval" / "part-00000.parquet")
-    test = pq.read_table(tmp_path / "data" / "test" / "eval" / "part-00000.parquet")
-    assert card["splits"]["test"]["images"] == 12 and test.num_rows == 12
-    assert test.schema.names == val.schema.names  # the eval adapter reads it as it reads validation
-    assert all(i.startswith("phantom-test-") for i in test.column("image_id").to_pylist())
-    assert not set(test.column("image").to_pylist()) & set(val.column("image").to_pylist())  # other images

@@ -226,3 +226,25 @@ def test_report_writes_the_paired_artifacts_from_finished_cells_only(tmp_path):
     cfg2 = cfg.model_copy(update={"ablate": cfg.ablate.model_copy(update={"seeds": [10, 11]})})
     _, lines2 = ablate.report(cfg2, tracker, run2, results(), budget, arms)
     assert lines2[-1] == "no verdict: n seeds 2 < 3"
+
+
+def test_phantom_test_split_is_distinct_from_validation(tmp_path):
+    import pyarrow.parquet as pq
+
+    from radisim.curriculum.phantom import write_phantom_dataset
+    from radisim.jobs import ablate
+    from radisim.platform.config import load_job_config
+
+    cfg = load_job_config(overrides=[f"data.root={tmp_path / 'data'}", "data.phantom.n_eval_images=12",
+                                     "data.phantom.size=32"])
+    write_phantom_dataset(tmp_path / "data", n_train_images=10, n_eval_images=12, size=32, progress=False,
+                          cohort_fraction=cfg.data.phantom.cohort_fraction)
+    ablate.ensure_test_split(cfg)
+    val = pq.read_table(tmp_path / "data" / "eval")
+    test = pq.read_table(tmp_path / "data" / "test" / "eval")
+    assert test.num_rows == val.num_rows == 15  # 12 + 25% cohort cases
+    assert test.schema.names == val.schema.names  # the eval adapter reads it as it reads validation
+    assert not set(test.column("image").to_pylist()) & set(val.column("image").to_pylist())  # other cases
+    stamp = (tmp_path / "data" / "test" / "data_card.json").stat().st_mtime_ns
+    ablate.ensure_test_split(cfg)  # present and matching: not written again
+    assert (tmp_path / "data" / "test" / "data_card.json").stat().st_mtime_ns == stamp
