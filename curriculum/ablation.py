@@ -1,8 +1,12 @@
-"""Curriculum ablations: the arms, one Tune trial per arm x seed, and the honest comparison.
+"""Curriculum ablations, the pure part: arms, knob application, complete cells, summaries, verdicts.
 
 An arm is (ordering, pacing) plus, under Optuna, continuous knobs (LR scale, replay share, each
 phase's share of the step budget). Every arm trains the same number of optimizer steps on the same
-number of samples: `arm_config` keeps the total and `check_equal_budgets` refuses a sweep that doesn't.
+number of samples: `arm_spec` keeps the total. The Tune trial that trains an arm lives in
+platform/tune.py; this module imports nothing from platform/, evals/ or jobs/.
+
+A verdict is drawn only from arm x seed cells that all finished (`complete_cells`), over at least
+`stats.MIN_SEEDS` seeds, from paired differences (curriculum/stats.py).
 """
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from radisim.platform.config import JobConfig
-from radisim.platform.train.runner import budget
+from . import stats
+from .pacing import uses_replay
 
 STAGES = range(1, 6)
 KNOBS = ("ordering", "pacing", "seed", "lr_scale", "replay")
@@ -35,11 +39,11 @@ def apportion(total: int, weights: list[float], minimum: list[int]) -> list[int]
     return [m + s for m, s in zip(minimum, steps)]
 
 
-def arm_config(base: JobConfig, knobs: dict[str, Any], run_name: str) -> JobConfig:
-    """The base job with one trial's knobs applied; validated again as a whole."""
-    tree = base.model_dump(mode="json")
-    seed = int(knobs.get("seed", base.train.seed))
-    spec = tree["curriculum"]
+def arm_spec(spec: dict[str, Any], knobs: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A curriculum spec mapping (`CurriculumSpec.model_dump`) with one trial's knobs applied; the
+    caller validates it. A pace other than `step` decides the share of earlier data itself, so the
+    arm's phases carry no replay share (the spec would reject one)."""
+    spec = {**spec, "phases": [dict(p) for p in spec["phases"]], "pacing": dict(spec["pacing"])}
     spec["ordering"] = knobs.get("ordering", spec["ordering"])
     spec["order_seed"] = seed
     spec["pacing"]["name"] = knobs.get("pacing", spec["pacing"]["name"])
@@ -48,72 +52,58 @@ def arm_config(base: JobConfig, knobs: dict[str, Any], run_name: str) -> JobConf
         phase["lr"] *= float(knobs.get("lr_scale", 1.0))
         if "replay" in knobs and i > 0:
             phase["replay"] = float(knobs["replay"])
-            if not phase["replay"]:  # an arm without replay: nothing left for `replay_last` to restrict
-                phase["replay_last"] = 0
+        if not uses_replay(spec["pacing"]["name"]):
+            phase["replay"] = 0.0
+        if not phase["replay"]:  # an arm without replay: nothing left for `replay_last` to restrict
+            phase["replay_last"], phase["replay_from"] = 0, None
     weights = [knobs[f"phase_w{i}"] for i in range(len(phases)) if f"phase_w{i}" in knobs]
     if weights:
         total = sum(p["steps"] for p in phases)
         steps = apportion(total, weights, [max(1, p["warmup_steps"]) for p in phases])
         for phase, n in zip(phases, steps):
             phase["steps"] = n
-    tree["train"]["seed"] = seed
-    tree["eval"]["untrained_baseline"] = False  # the same for every arm of a seed: the sweep compares arms
-    tree["tracking"]["run_name"] = run_name
-    return JobConfig.model_validate(tree)
+    return spec
 
 
-def check_equal_budgets(configs: list[JobConfig]) -> dict[str, int]:
-    budgets = [budget(c) for c in configs]
-    if any(b != budgets[0] for b in budgets):
-        raise ValueError(f"arms differ in budget: {budgets}")
-    return budgets[0]
-
-
-def param_space(cfg: JobConfig) -> dict[str, Any]:
-    from ray import tune
-
-    a = cfg.ablate
-    if a.search == "grid":
-        return {"ordering": tune.grid_search(a.orderings), "pacing": tune.grid_search(a.pacings),
-                "seed": tune.grid_search(a.seeds)}
-    space: dict[str, Any] = {"ordering": tune.choice(a.orderings), "pacing": tune.choice(a.pacings),
-                             "seed": tune.choice(a.seeds), "lr_scale": tune.loguniform(*a.lr_scale),
-                             "replay": tune.uniform(*a.replay)}
-    if a.search_phase_fractions:
-        space.update({f"phase_w{i}": tune.uniform(0.5, 2.0) for i in range(len(cfg.curriculum.phases))})
-    return space
-
-
-def stage_report(metrics: dict[str, float]) -> dict[str, float]:
-    scores = {f"stage{s}/score": float(metrics[f"stage{s}/score"]) for s in STAGES}
+def stage_report(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
+    scores = {f"stage{s}/score": float(metrics[f"{prefix}stage{s}/score"]) for s in STAGES}
     return {**scores, "score/mean": float(np.mean(list(scores.values())))}
 
 
-def curriculum_trial(config: dict[str, Any], job: dict, sweep_name: str, sweep_run_id: str, multi_pacing: bool) -> None:
-    """Tune function trainable (bind the constants with `tune.with_parameters`): one arm x seed.
-    Reports the stage scores after every phase, so ASHA can only stop a trial at a phase boundary."""
-    import ray.tune
+def complete_cells(rows: list[dict[str, Any]], arms: list[str], seeds: list[int]) -> tuple[list[dict], list[int]]:
+    """The rows of the seeds for which every arm finished, and those seeds. A seed with one arm
+    stopped or failed is dropped for all arms, so every comparison is paired and no arm is judged on
+    its survivors."""
+    have = {(r["arm"], r["seed"]) for r in rows}
+    full = [s for s in seeds if all((a, s) in have for a in arms)]
+    return [r for r in rows if r["seed"] in full and r["arm"] in arms], full
 
-    from radisim.evals.suite import evaluator
-    from radisim.platform.train.runner import phase_number, run_curriculum
 
-    base = JobConfig.model_validate(job)
-    trial_id = ray.tune.get_context().get_trial_id()
-    knobs = {k: v for k, v in config.items() if k in KNOBS or k.startswith("phase_w")}
-    cfg = arm_config(base, knobs, run_name=f"{sweep_name}-{trial_id}")
+def score_table(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, float]]]:
+    """rows -> scores[arm][seed][stage] with stages 'stage1'..'stage5' and 'mean' (stats.compare's input)."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for r in rows:
+        out.setdefault(r["arm"], {})[r["seed"]] = {
+            **{f"stage{s}": float(r[f"stage{s}/score"]) for s in STAGES}, "mean": float(r["score/mean"])}
+    return out
 
-    def report(evaluations):
-        label, metrics = evaluations[-1]
-        scores = stage_report(metrics)
-        print(f"[trial {trial_id} {cfg.curriculum.ordering} seed {cfg.train.seed}] after {label}: "
-              + " ".join(f"s{s}={scores[f'stage{s}/score']:.3f}" for s in STAGES), flush=True)
-        ray.tune.report({**scores, "phase": phase_number(label)})
 
-    tags = {"sweep": sweep_name, "trial_id": trial_id,
-            "arm": arm_label(cfg.curriculum.ordering, cfg.curriculum.pacing.name, multi_pacing)}
-    # One phase after the other: ASHA decides at each phase boundary, before the next phase is paid for.
-    run_curriculum(cfg, evaluate=evaluator(cfg), on_evaluation=report, extra_tags=tags, parent_run_id=sweep_run_id,
-                   overlap_eval=False)
+def conclude(rows: list[dict[str, Any]], arms: list[str], seeds: list[int], stopped: int, failed: int,
+             reference: str = "curriculum", replicates=None) -> tuple[list[str], list[stats.PairedDifference]]:
+    """The verdict lines and the paired differences behind them (none where no verdict can be drawn).
+    The first line always counts what the verdict covers and what it leaves out."""
+    kept, full = complete_cells(rows, arms, seeds)
+    head = (f"verdict over {len(full)} complete seed(s) x {len(arms)} arm(s) ({len(kept)} trials); "
+            f"{stopped} trial(s) stopped early, {failed} failed, {len(rows) - len(kept)} finished trial(s) "
+            f"left out because another arm of their seed did not finish")
+    if reference not in arms:
+        return [head, f"no verdict: no {reference!r} arm in the sweep"], []
+    if len(arms) < 2:
+        return [head, "no verdict: a single arm"], []
+    if len(full) < stats.MIN_SEEDS:
+        return [head, f"no verdict: n seeds {len(full)} < {stats.MIN_SEEDS}"], []
+    diffs = stats.compare(score_table(kept), reference, replicates)
+    return [head, *stats.verdict_lines(diffs, reference)], diffs
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -141,40 +131,6 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             mean, lo, hi = t_interval([r[key] for r in mine])
             out.append({"arm": arm, "stage": s, "n_seeds": len(mine), "mean": mean, "ci_low": lo, "ci_high": hi})
     return out
-
-
-def verdicts(summary: list[dict[str, Any]], reference: str = "curriculum") -> list[str]:
-    """Per stage: does the reference arm beat every other arm beyond the CIs (its lower bound above
-    their upper bounds)? Only what the numbers say."""
-    lines = []
-    by = {(r["arm"], r["stage"]): r for r in summary}
-    arms = list(dict.fromkeys(r["arm"] for r in summary))
-    if reference not in arms:
-        return [f"no '{reference}' arm finished; no comparison made"]
-    for s in [*STAGES, "mean"]:
-        ref = by[(reference, s)]
-        others = [by[(a, s)] for a in arms if a != reference]
-        beyond = [o["arm"] for o in others if ref["ci_low"] > o["ci_high"]]
-        below = [o["arm"] for o in others if ref["ci_high"] < o["ci_low"]]
-        stage = "mean of stages" if s == "mean" else f"stage {s}"
-        if others and len(beyond) == len(others):
-            verdict = "beats every other arm beyond the 95% CIs"
-        elif beyond:
-            verdict = f"beats {', '.join(beyond)} beyond the CIs; not the others"
-        elif below:
-            verdict = f"is below {', '.join(below)} beyond the CIs"
-        else:
-            verdict = "is not separable from the other arms (CIs overlap)"
-        lines.append(f"{stage}: {reference} {verdict}")
-    return lines
-
-
-def best_arms(summary: list[dict[str, Any]]) -> dict[str, str]:
-    best = {}
-    for s in [*STAGES, "mean"]:
-        rows = [r for r in summary if r["stage"] == s]
-        best["mean" if s == "mean" else f"stage{s}"] = max(rows, key=lambda r: r["mean"])["arm"]
-    return best
 
 
 def format_summary(summary: list[dict[str, Any]]) -> str:
@@ -218,3 +174,68 @@ def plot_summary(summary: list[dict[str, Any]], path) -> Any:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------------------------- report
+# A report is a list of blocks, ("h", text) / ("p", text) / ("table", header, rows) / ("img", file),
+# rendered to Markdown and to HTML from the same content.
+
+
+def design_lines(arms: list[dict[str, Any]], seeds: list[int], budget: dict[str, int], moves: str,
+                 tuning_seeds: list[int], search: str) -> list[str]:
+    moved = ("each phase moves with its settings (steps, LR, schedule, loss, freeze, counterfactuals, replay "
+             "source); total budget equal" if moves == "content_and_settings" else
+             "only phase content moves; each position keeps its settings (position-bound variant)")
+    def arm(a: dict) -> str:
+        knobs = ", ".join(f"{k} {v:.3g}" for k, v in sorted(a.get("knobs", {}).items()))
+        return f"{a['label']} ({knobs})" if knobs else a["label"]
+
+    return [f"Arms: {'; '.join(arm(a) for a in arms)}; search: {search}.",
+            f"Seeds compared: {seeds} (the spec was tuned on {tuning_seeds or 'no recorded seeds'}).",
+            f"Budget of every arm: {budget['budget/optimizer_steps']} optimizer steps, {budget['budget/samples']} samples.",
+            f"What moves with an ordering: {moved}.",
+            "Scores: zero-shot stage scores of the final weights on the held-out test split; training-time "
+            "evaluations, early stopping and tuning used the validation split."]
+
+
+def paired_table(diffs: list[stats.PairedDifference]) -> tuple[list[str], list[list[str]]]:
+    header = ["arm", "stage", "seeds", "mean diff", "t 95% CI", "bootstrap 95% CI", "p", "p (Holm)", "verdict"]
+    rows = [[d.arm, d.stage, str(d.n_seeds), f"{d.mean_diff:+.3f}", f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]",
+             "n/a" if math.isnan(d.boot_ci_low) else f"[{d.boot_ci_low:+.3f}, {d.boot_ci_high:+.3f}]",
+             f"{d.p_value:.3g}", f"{d.p_holm:.3g}", d.verdict] for d in diffs]
+    return header, rows
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for b in blocks:
+        if b[0] == "h":
+            out.append(f"## {b[1]}")
+        elif b[0] == "p":
+            out.append(b[1])
+        elif b[0] == "table":
+            out += ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
+            out += ["| " + " | ".join(r) + " |" for r in b[2]]
+        elif b[0] == "img":
+            out.append(f"![{b[1]}]({b[1]})")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_html(blocks: list[tuple], title: str) -> str:
+    from html import escape
+
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title></head><body>",
+           f"<h1>{escape(title)}</h1>"]
+    for b in blocks:
+        if b[0] == "h":
+            out.append(f"<h2>{escape(b[1])}</h2>")
+        elif b[0] == "p":
+            out.append(f"<p>{escape(b[1])}</p>")
+        elif b[0] == "table":
+            out.append("<table border='1'><tr>" + "".join(f"<th>{escape(c)}</th>" for c in b[1]) + "</tr>")
+            out += ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in b[2]]
+            out.append("</table>")
+        elif b[0] == "img":
+            out.append(f"<img src='{escape(b[1])}' alt='{escape(b[1])}'>")
+    return "\n".join(out + ["</body></html>"])

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .orderings import arrange, ordering_names
-from .pacing import pacing_names, phase_mix
+from .pacing import pacing_names, phase_mix, uses_replay
 from .phases import PHASES
 
 SPEC_DIR = Path(__file__).parent / "specs"
@@ -34,12 +34,16 @@ class PhaseSpec(BaseModel):
     #: LR at the end of the phase as a fraction of `lr` (cosine/linear decay floor).
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     loss: Literal["clip", "siglip"] = "clip"
-    #: Share of each batch drawn from the data of all earlier phases (rehearsal against forgetting).
+    #: Share of each batch drawn from the data of all earlier phases (rehearsal against forgetting);
+    #: read by the `step` pace only (any other pace decides the earlier-data share itself).
     replay: float = Field(0.0, ge=0, lt=1)
     #: Replay only the rows of the last n phases (0: of every earlier phase). Every caption restates
-    #: modality and anatomy, so replaying them is wasted where the fine phase just taught is forgotten
-    #: (README "Two commands"). Used by the `step` pace.
+    #: modality and anatomy, so replaying them is wasted where the fine phase just taught is forgotten.
+    #: Used by the `step` pace.
     replay_last: int = Field(0, ge=0)
+    #: Replay only these data tags (where already taught). Set by an ordering that moves a phase
+    #: together with its settings: the phase keeps replaying what it replayed in the written order.
+    replay_from: Optional[list[str]] = None
     #: Towers kept fixed in this phase.
     freeze: list[Literal["visual", "text"]] = Field(default_factory=list)
     #: Counterfactual captions per sample (curriculum/counterfactuals.py): hard negatives that differ
@@ -58,23 +62,32 @@ class PhaseSpec(BaseModel):
             raise ValueError(f"data: unknown phase(s) {unknown}; expected some of {list(PHASES)}")
         if self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
-        if self.replay_last and not self.replay:
-            raise ValueError("replay_last: set `replay` too; without a replay share there is nothing to restrict")
+        if (self.replay_last or self.replay_from) and not self.replay:
+            raise ValueError("replay_last/replay_from: set `replay` too; without a replay share there is nothing to restrict")
+        if self.replay_last and self.replay_from is not None:
+            raise ValueError("replay_last and replay_from: give one of them")
+        if self.replay_from is not None and [d for d in self.replay_from if d not in PHASES]:
+            raise ValueError(f"replay_from: unknown phase(s); expected some of {list(PHASES)}")
         if len(self.freeze) == 2:
             raise ValueError("freeze: freezing both towers leaves nothing to train")
         return self
 
 
 class PacingSpec(BaseModel):
-    """Which share of the ordered data each phase draws from (curriculum/pacing.py)."""
+    """Which share of the ordered data each phase draws from (curriculum/pacing.py, which cites the
+    closed forms). `t` is the fraction of the total optimizer steps run before a phase."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = "step"
-    #: Share of the ordered pool available after the first phase (linear/root/exponential).
+    #: Share of the ordered pool at t = 0 (Wu et al.'s b, Hacohen & Weinshall's starting_percent,
+    #: Platanios et al.'s c0).
     start: float = Field(0.2, gt=0, le=1)
-    #: Base of the exponential pace.
+    #: The t at which the whole pool is available (Wu et al.'s a; Platanios et al.'s T / total).
+    saturation: float = Field(0.8, gt=0, le=1)
+    #: `fixed_exponential`: the share is multiplied by `growth` every `step_length` of training.
     growth: float = Field(2.0, gt=1)
+    step_length: float = Field(0.2, gt=0, le=1)
 
     @field_validator("name")
     @classmethod
@@ -91,8 +104,15 @@ class CurriculumSpec(BaseModel):
     #: What the arm is for and what it costs (command, hardware, runtime); shown in MLflow.
     description: str = ""
     #: How the phases' contents are arranged (curriculum/orderings.py); every ordering keeps the
-    #: per-position budget, so arms are comparable. `phases` are always written coarse to fine.
+    #: total budget, so arms are comparable. `phases` are always written coarse to fine.
     ordering: str = "curriculum"
+    #: What an ordering moves: `content_and_settings` (default) moves each phase with its steps, LR,
+    #: schedule, loss, freeze, counterfactuals and replay source; `content` moves only the data tags
+    #: and leaves every position's settings in place (the position-bound variant).
+    ordering_moves: Literal["content_and_settings", "content"] = "content_and_settings"
+    #: Seeds this spec's settings were chosen on: an ablation that verdicts on them is biased, so the
+    #: sweep refuses them (jobs/ablate.py).
+    tuning_seeds: list[int] = Field(default_factory=list)
     #: Seed of the `random_order` permutation.
     order_seed: int = 0
     pacing: PacingSpec = PacingSpec()
@@ -119,6 +139,15 @@ class CurriculumSpec(BaseModel):
             raise ValueError("phases.0.replay: the first phase has no earlier phase to replay")
         return phases
 
+    @model_validator(mode="after")
+    def _replay_needs_step_pace(self) -> "CurriculumSpec":
+        replaying = [p.name for p in self.phases if p.replay > 0]
+        if replaying and not uses_replay(self.pacing.name):
+            raise ValueError(f"phases: {replaying} set `replay`, which only the `step` pace uses; pacing "
+                             f"{self.pacing.name!r} decides the share of earlier data itself. Set replay: 0 "
+                             f"or pacing.name: step")
+        return self
+
     @property
     def total_steps(self) -> int:
         return sum(p.steps for p in self.phases)
@@ -129,14 +158,19 @@ class CurriculumSpec(BaseModel):
 
     def effective(self) -> "CurriculumSpec":
         """The phases as they will be trained: arranged by `ordering` (a no-op for `curriculum`)."""
-        return self.model_copy(update={"phases": arrange(self.ordering, self.phases, self.order_seed)})
+        return self.model_copy(update={"phases": arrange(self.ordering, self.phases, self.order_seed,
+                                                         self.ordering_moves)})
+
+    def progress(self, index: int) -> float:
+        """t of phase `index`: the fraction of the total optimizer steps run before it starts."""
+        return sum(p.steps for p in self.phases[:index]) / self.total_steps
 
     def mix(self, index: int, counts: dict[str, int]) -> dict[str, float]:
         """Keep-probability per data tag in phase `index`'s stream (pacing + replay)."""
         order = [p.data for p in self.phases]
         phase = self.phases[index]
-        return phase_mix(order, index, counts, self.pacing.name, self.pacing.start, self.pacing.growth,
-                         phase.replay, phase.replay_last)
+        return phase_mix(order, index, counts, self.pacing.name, self.progress(index), self.pacing,
+                         phase.replay, phase.replay_last, phase.replay_from)
 
 
 def bundled_specs() -> list[str]:

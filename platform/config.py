@@ -92,6 +92,10 @@ class DataConfig(Strict):
     preprocess_cpus: float = Field(0.5, gt=0)
     #: Rows held in each Train worker's local shuffle buffer.
     shuffle_buffer: int = Field(1024, ge=0)
+    #: Put every pass of a phase's stream in a seeded global order that keeps an image's captions out
+    #: of each other's batches (pipeline.global_order; one all-to-all sort per pass). Off: file order
+    #: through the local shuffle buffer only, where captions of one image meet as negatives.
+    global_shuffle: bool = True
     #: Keep Ray Data's output order fixed (same seed -> same batches -> same metrics on CPU).
     deterministic: bool = True
 
@@ -182,15 +186,28 @@ class AblateConfig(Strict):
     search: Literal["grid", "optuna"] = "grid"
     orderings: list[str] = ["curriculum", "anti_curriculum", "random_order", "shuffled"]
     pacings: list[str] = ["step"]
-    seeds: list[int] = [0, 1, 2]
-    #: Optuna: trials, and the ranges of its continuous knobs.
+    #: Seeds of the compared runs (grid, and the re-runs of each arm's best Optuna config). Not the
+    #: spec's `tuning_seeds`: the sweep refuses those unless `allow_tuning_seeds`.
+    seeds: list[int] = [10, 11, 12, 13, 14]
+    allow_tuning_seeds: bool = False
+    #: The arm the others are compared with (paired, per seed).
+    reference: str = "curriculum"
+    #: Held-out test split the verdict is scored on (phantom: an evaluation root that `radisim ablate`
+    #: writes with its own generator seed; None = <data.root>/test). Training-time evaluations, ASHA and
+    #: Optuna use the validation split (`eval.data_root`). Real data: `test_roots`, one per adapter.
+    test_data_root: Optional[str] = None
+    test_roots: dict[str, str] = {}
+    #: Optuna: trials per arm (every arm the same tuning budget), all on `tuning_seed`, scored on
+    #: validation; each arm's best config is then re-run on `seeds` and compared on test.
     num_samples: int = Field(16, ge=1)
+    tuning_seed: int = 0
     lr_scale: tuple[float, float] = (0.3, 3.0)
     replay: tuple[float, float] = (0.0, 0.5)
     #: Optuna also searches each phase's share of the (fixed) total step budget.
     search_phase_fractions: bool = True
-    #: ASHA early stopping on the mean stage score reported after every phase.
-    asha: bool = True
+    #: ASHA early stopping on the validation mean stage score reported after every phase. None: off
+    #: for a grid (a verdict sweep completes every cell), on for Optuna's tuning stage.
+    asha: Optional[bool] = None
     grace_period: int = Field(2, ge=1)
     reduction_factor: float = Field(2.0, gt=1)
     #: None: derived from the cluster's free CPUs/GPUs and one trial's needs.
@@ -209,6 +226,8 @@ class AblateConfig(Strict):
             raise ValueError(f"pacings: unknown {bad}; registered: {pacing_names()}")
         if not self.seeds:
             raise ValueError("seeds: at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: repeated seeds {self.seeds}")
         for name in ("lr_scale", "replay"):
             lo, hi = getattr(self, name)
             if not lo <= hi:
@@ -216,6 +235,10 @@ class AblateConfig(Strict):
         if self.replay[1] >= 1:
             raise ValueError("replay: the share must stay below 1")
         return self
+
+    @property
+    def early_stopping(self) -> bool:
+        return self.search == "optuna" if self.asha is None else self.asha
 
 
 class JobConfig(Strict):

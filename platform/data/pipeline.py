@@ -157,6 +157,7 @@ def phase_dataset(
     preprocess_cpus: float = 0.5,
     samples: int = 0,
     hard_negatives: int = 0,
+    global_shuffle: bool = True,
 ):
     """A lazy Ray Dataset for one phase: rows whose tag is in `mix`, each kept with its tag's
     probability (curriculum.pacing.phase_mix). Nothing is read until a Train worker iterates.
@@ -164,7 +165,10 @@ def phase_dataset(
     `samples`: how many rows the phase will consume. When one pass over the rows holds fewer, the
     stream chains `passes_needed` passes (each draws its own sample of the partial tags), so the
     phase never hits an epoch boundary, where a new streaming execution starts and the trainer waits on data (measured:
-    ~40% data wait in the log window that held the boundary, ~7% of the phase)."""
+    ~40% data wait in the log window that held the boundary, ~7% of the phase).
+
+    `global_shuffle`: each pass is put in its own seeded global order (`global_order`), so sources
+    and files mix and no batch holds two captions of one image as mutual negatives."""
     import ray
     from ray.data.expressions import col
 
@@ -180,7 +184,7 @@ def phase_dataset(
         if any(p < 1.0 for p in mix.values()):
             ds = ds.map_batches(sample_mix, batch_format="pyarrow", fn_kwargs={"mix": mix, "seed": seed + 7919 * k},
                                 num_cpus=0.1)
-        return ds
+        return global_order(ds, seed + 7919 * k, expected_rows(counts, mix)) if global_shuffle else ds
 
     # counterfactuals of grading captions take real details from the manifest (counterfactuals.detail_pool)
     details = grading_details(train_dir) if hard_negatives and mix.get("grading", 0) > 0 else None
@@ -211,3 +215,64 @@ def expected_rows(counts: dict[str, int], mix: dict[str, float]) -> int:
 def train_dir(root: str) -> str:
     path = Path(root) / "train" if "://" not in root else f"{root.rstrip('/')}/train"
     return str(path)
+
+
+# ---------------------------------------------------------------------------------- data order hygiene
+ORDER_COLUMN = "_order"
+#: Rows per sort partition: each partition is sorted in one task's memory (images included).
+ROWS_PER_SORT_PARTITION = 5000
+
+
+def _round_of(image_id: str, phase: str, seed: int) -> int:
+    """The caption's round: its phase's index cyclically shifted by a per-image seeded offset. Captions
+    of one image carry distinct phases (one row per image x phase caption), hence distinct rounds."""
+    from radisim.curriculum.phases import PHASES
+
+    n = len(PHASES)
+    index = PHASES.index(phase) if phase in PHASES else zlib.crc32(phase.encode()) % n
+    return (index + zlib.crc32(f"{seed}|{image_id}".encode())) % n
+
+
+def order_keys(batch, seed: int):
+    """Adds `_order` = round (see `_round_of`) + a stable per-row random number in [0, 1)."""
+    import pyarrow as pa
+
+    ids = batch.column("image_id").to_pylist()
+    phases = batch.column("phase").to_pylist()
+    captions = batch.column("caption").to_pylist()
+    order = [_round_of(str(i), str(p), seed) + _row_hash(str(i), str(c), seed) for i, p, c in zip(ids, phases, captions)]
+    return batch.append_column(ORDER_COLUMN, pa.array(order, pa.float64()))
+
+
+def sort_boundaries(n_rows: int) -> list[float]:
+    """Range boundaries of the `_order` sort: every round split into equal key ranges of about
+    ROWS_PER_SORT_PARTITION rows (Ray Data's default would be 200 partitions whatever the size)."""
+    from radisim.curriculum.phases import PHASES
+
+    n = len(PHASES)
+    per_round = max(1, math.ceil(n_rows / n / ROWS_PER_SORT_PARTITION))
+    return [r + j / per_round for r in range(n) for j in range(per_round)][1:]
+
+
+def global_order(ds, seed: int, n_rows: int = 0):
+    """A seeded global shuffle that keeps an image's captions apart: rows sorted by (round, random key).
+    Within a round each image appears at most once, so a batch can only hold two captions of one image
+    where it straddles a round boundary (a few batches per pass, not one row in nine). The sort is one
+    all-to-all exchange per pass, a full shuffle of every file and source (a local shuffle buffer only
+    mixes neighbouring rows: of one file, and of one image whose captions are written side by side).
+    `n_rows`: about how many rows the pass holds (sizes the sort's partitions)."""
+    ds = ds.map_batches(order_keys, batch_format="pyarrow", fn_kwargs={"seed": seed}, num_cpus=0.1)
+    return ds.sort(ORDER_COLUMN, boundaries=sort_boundaries(n_rows)).drop_columns([ORDER_COLUMN])
+
+
+def twin_rate(image_ids: list[str], batch_size: int) -> float:
+    """Share of the rows in full batches (consecutive `batch_size` rows) whose image appears more than
+    once in their batch: rows the contrastive loss counts as negatives of their own image."""
+    from collections import Counter
+
+    n_batches = len(image_ids) // batch_size
+    twins = 0
+    for b in range(n_batches):
+        counts = Counter(image_ids[b * batch_size:(b + 1) * batch_size])
+        twins += sum(c for c in counts.values() if c > 1)
+    return twins / max(1, n_batches * batch_size)

@@ -134,7 +134,7 @@ def fit_phase(cfg: JobConfig, index: int, mix: dict[str, float], loop_config: di
     ds = phase_dataset(train_dir(resolve_path(cfg.data.root)), mix, image_size, cfg.model.name, seed=t.seed + index,
                        preprocess_cpus=cfg.data.preprocess_cpus,
                        samples=phase.steps * t.batch_size * t.grad_accum * t.num_workers,
-                       hard_negatives=phase.hard_negatives)
+                       hard_negatives=phase.hard_negatives, global_shuffle=cfg.data.global_shuffle)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if cfg.train.use_gpu else {})}
     trainer = trainer_class()(
         train_phase,
