@@ -70,7 +70,8 @@ def save_init_checkpoint(cfg: JobConfig, dest: str):
     torch.manual_seed(cfg.train.seed)
     bundle = load_clip(cfg.model.name, pretrained=cfg.model.pretrained, siglip=cfg.curriculum.uses_siglip)
     with tempfile.TemporaryDirectory() as tmp:
-        save_checkpoint(bundle.model, cfg.model.name, tmp, extra={"phase": "init", "step": 0})
+        save_checkpoint(bundle.model, cfg.model.name, tmp, extra={"phase": "init", "step": 0},
+                        config=bundle.config, tokenizer=bundle.tokenizer)
         return storage.upload_dir(tmp, dest), bundle.image_size
 
 
@@ -205,7 +206,8 @@ def trainer_class():
     return LocalTorchTrainer
 
 
-STATE_FILE = "radisim_run.json"
+#: What a curriculum run has finished (`RunState`), next to its checkpoints.
+RUN_STATE_FILE = "radisim_run.json"
 #: The label of the initial weights' evaluation.
 UNTRAINED = "untrained"
 
@@ -281,7 +283,7 @@ def run_curriculum(
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     store = resolve_path(cfg.train.storage_path)
     base = storage.join(store, run_name)
-    state = RunState.load_or_new(storage.join(base, STATE_FILE), config_hash(cfg))
+    state = RunState.load_or_new(storage.join(base, RUN_STATE_FILE), config_hash(cfg))
     tags = {"curriculum": spec.name, "ordering": spec.ordering, "pacing": spec.pacing.name, "seed": str(cfg.train.seed),
             "model": cfg.model.name, "radisim.run_name": run_name, **(extra_tags or {})}
     costs = budget(cfg)
