@@ -19,6 +19,7 @@ from radisim.platform import storage
 from radisim.platform.config import JobConfig, flatten, resolve_path
 from radisim.platform.data.pipeline import expected_rows, phase_counts, phase_dataset, train_dir
 from radisim.platform.tracking import Tracker
+from radisim.platform.train.plan import resolve_epochs
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,13 @@ class CurriculumResult:
 
 
 def budget(cfg: JobConfig) -> dict[str, int]:
-    """Optimizer steps and training samples of the whole curriculum: what equal-budget arms compare."""
+    """Optimizer steps and training samples of the whole curriculum: what equal-budget arms compare.
+    `budget/contrastive_batch`: the samples one contrastive problem spans; with open_clip's accumulation
+    (train/accumulate.py) and gather-with-grad, every sample of an optimizer step."""
     per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.train.num_workers
     steps = cfg.curriculum.total_steps
-    return {"budget/optimizer_steps": steps, "budget/samples": steps * per_step, "budget/samples_per_step": per_step}
+    return {"budget/optimizer_steps": steps, "budget/samples": steps * per_step, "budget/samples_per_step": per_step,
+            "budget/contrastive_batch": per_step}
 
 
 def save_init_checkpoint(cfg: JobConfig, dest: str):
@@ -277,8 +281,13 @@ def run_curriculum(
     Idempotent: a run is named by `tracking.run_name` (default: derived from the config); running it
     again skips finished phases, resumes an interrupted one from its latest checkpoint, and keeps
     logging into the same MLflow run tree."""
+    counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
+    cfg = resolve_epochs(cfg, counts)  # epochs -> steps from the manifest, before any fit starts
     cfg = cfg.model_copy(update={"curriculum": cfg.curriculum.effective()})  # apply the ordering once
     spec = cfg.curriculum
+    for p in spec.phases:
+        if p.epochs:
+            print(f"phase {p.name}: {p.epochs:g} epochs of its rows = {p.steps} steps", flush=True)
     tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     store = resolve_path(cfg.train.storage_path)
@@ -338,7 +347,6 @@ def run_curriculum(
                 with checkpoint.as_directory() as local:  # resumed: later phases' gains are measured against it
                     evaluate(local, UNTRAINED)
             _record(UNTRAINED, state.untrained)
-        counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
         outcomes: list[PhaseOutcome] = []
         offset = 0
         for i, phase in enumerate(spec.phases):
