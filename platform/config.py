@@ -172,6 +172,10 @@ class EvalConfig(Strict):
 
 class TrackingConfig(Strict):
     experiment: str = "radisim-cl"
+    #: Register the final checkpoint of a finished curriculum run in the MLflow model registry, its
+    #: stage scores as version tags; `registered_model` None = "radisim-<curriculum name>".
+    register_model: bool = True
+    registered_model: Optional[str] = None
     #: None: $MLFLOW_TRACKING_URI if set, else sqlite:///<cwd>/mlflow.db (the embedded default).
     tracking_uri: Optional[str] = None
     run_name: Optional[str] = None

@@ -368,6 +368,8 @@ def run_curriculum(
                     tracker.end(outcome.run_id)
             outcomes.append(outcome)
         later()
+        if not already_finished and cfg.tracking.register_model:
+            register_final_model(cfg, tracker, parent, outcomes[-1], run_name)
         state.finished = True
         state.save()
         if not already_finished:
@@ -377,6 +379,25 @@ def run_curriculum(
             tracker.end(parent, "FAILED")
         raise
     return CurriculumResult(parent, run_name, tracker.uri, outcomes, evaluations, costs)
+
+
+def register_final_model(cfg: JobConfig, tracker: Tracker, parent: str, last: PhaseOutcome, run_name: str) -> None:
+    """The curriculum's final checkpoint as a new version of the registered model of its curriculum,
+    the last evaluation's stage scores as its tags. A registry that refuses (e.g. a server that takes no
+    local paths as sources) costs a warning, not the finished run."""
+    from mlflow.exceptions import MlflowException
+
+    name = cfg.tracking.registered_model or f"radisim-{cfg.curriculum.name}"
+    scores = {k: v for k, v in last.eval_metrics.items() if k.startswith("stage") and k.endswith("/score")}
+    try:
+        version = tracker.register_model(
+            name, last.checkpoint.path, parent, scores, description=cfg.curriculum.description,
+            tags={"radisim.run_name": run_name, "phase": last.name, "model": cfg.model.name, "format": "open_clip local-dir"})
+    except MlflowException as err:
+        log.warning("model registry: could not register %s (%s)", name, err)
+        return
+    tracker.client.set_tag(parent, "radisim.registered_model", f"{name}/{version}")
+    print(f"registered model {name} version {version} ({last.checkpoint.path})", flush=True)
 
 
 def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: dict, parent: str, checkpoint,
