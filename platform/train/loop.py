@@ -275,6 +275,10 @@ class PhaseRun:
                 say(f"[{phase['name']}] resumed from the checkpoint at step {self.step}")
         self.loss_fn = build_loss(phase["loss"], self.rank, self.world, tcfg["local_loss"], tcfg["gather_with_grad"])
         train_mode(self.model, self.frozen)
+        if self.rank == 0:
+            say(f"[{phase['name']}] {self.world} worker(s), process group {self.comms.backend or 'none'}, device "
+                f"{self.device}, precision {self.precision.name}, contrastive batch "
+                f"{tcfg['batch_size'] * self.accum * self.world} ({tcfg['batch_size']} x {self.accum} x {self.world})")
         return step_groups(lambda e: first_epoch if e == 0 else iter(epoch_batches(e)), self.accum,
                            tcfg["batch_size"], phase["name"])
 
