@@ -28,10 +28,10 @@ GPU=$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '
 OUT="benchmarks/results/gpu_check_radisim-vit-b16_${GPU}_$(date +%Y-%m-%d).json"
 DATA=radisim_work/data/phantom-224
 echo "== 1/2 training step: compile, bf16, SigLIP, accumulation 2 x 128 =="
-timeout 330 "$PY" benchmarks/gpu_check.py --device cuda --model radisim-vit-b16 \
+timeout 270 "$PY" benchmarks/gpu_check.py --device cuda --model radisim-vit-b16 \
     --steps "${STEPS:-200}" --warmup-steps 20 --batch-size 256 --grad-accum 2 --loss siglip --precision bf16 \
     --compile --data-root "$DATA" --n-images 1500 --out "$OUT" "$@"
 echo "== 2/2 train job: 1 use_gpu worker (NCCL), bf16, accumulation, SigLIP, checkpoint, resume, evaluation =="
-timeout 540 "$PY" benchmarks/gpu_check_fit.py --device cuda --model radisim-vit-b16 \
-    --n-images 600 --steps 60 --checkpoint-every 20 --batch-size 128 --grad-accum 2 --timeout 250 \
+timeout 480 "$PY" benchmarks/gpu_check_fit.py --device cuda --model radisim-vit-b16 \
+    --n-images 600 --steps 60 --checkpoint-every 20 --batch-size 128 --grad-accum 2 --timeout 210 \
     --work radisim_work/gpu_check_fit

@@ -59,8 +59,8 @@ def job_config(args, work: Path) -> dict:
                   "log_every": max(1, args.checkpoint_every // 2), "checkpoint_every": args.checkpoint_every,
                   "storage_path": str((work / "ray").resolve()), "max_failures": 0},
         "curriculum": {"name": "gpu_check", "phases": [
-            {"name": "modality", "steps": args.steps, "lr": 1e-4, "warmup_steps": 5, "loss": "siglip"},
-            {"name": "anatomy", "steps": args.steps, "lr": 1e-4, "warmup_steps": 5, "loss": "siglip"}]},
+            {"name": "modality", "steps": args.steps, "lr": 1e-4, "warmup_steps": min(5, args.steps // 2), "loss": "siglip"},
+            {"name": "anatomy", "steps": args.steps, "lr": 1e-4, "warmup_steps": min(5, args.steps // 2), "loss": "siglip"}]},
         "eval": {"n_bootstrap": 100, "cache_dir": str((work / "embedding_cache").resolve())},
         "tracking": {"tracking_uri": f"sqlite:///{(work / 'mlflow.db').resolve()}", "experiment": "gpu-check",
                      "run_name": "gpu-check"},
@@ -131,7 +131,8 @@ def run(args) -> dict:
         stop(first)
     run1 = (work / "run1.log").read_text()
     if stopped_at is None:
-        raise SystemExit(f"error: run 1 persisted no mid-phase checkpoint within {args.timeout:.0f}s:\n{run1[-4000:]}")
+        raise SystemExit(f"error: run 1 (exit code {first.returncode}) persisted no mid-phase checkpoint within "
+                         f"{args.timeout:.0f}s:\n{run1[-4000:]}")
     t1 = time.perf_counter()
     second = start_job(cfg_path, work / "run2.log", env)
     try:
