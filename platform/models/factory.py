@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -123,6 +125,19 @@ def _from_name(name: str, pretrained: str | None, device):
     return model, preprocess, open_clip.get_tokenizer(name), config
 
 
+@contextmanager
+def _open_clip_quiet():
+    """open_clip logs every step of a `local-dir:` load (config, weights, tokenizer) at INFO on the root
+    logger; jobs run the root logger at INFO. Only open_clip's calls are made quieter."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _from_checkpoint(ckpt: Path, name: str, device):
     """(model, preprocess, tokenizer, open_clip config, whether the weights carried a SigLIP bias)."""
     import open_clip
@@ -134,12 +149,14 @@ def _from_checkpoint(ckpt: Path, name: str, device):
         raise FileNotFoundError(f"checkpoint {ckpt} has no {CONFIG_FILE} (open_clip's local-dir layout)")
     config = json.loads((ckpt / CONFIG_FILE).read_text())
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{ckpt}", device=device)
+        with _open_clip_quiet():
+            model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{ckpt}", device=device)
+            tokenizer = open_clip.get_tokenizer(f"local-dir:{ckpt}")
     except RuntimeError as err:  # strict state-dict load: another architecture's weights
         raise RuntimeError(f"checkpoint {ckpt} does not fit its config (model {name!r}): {err}") from err
     bias = getattr(model, "logit_bias", None)
     state_has_bias = bias is not None and float(bias.detach()) != 0.0  # open_clip fills a missing bias with 0 (#712)
-    return model, preprocess, open_clip.get_tokenizer(f"local-dir:{ckpt}"), config, state_has_bias
+    return model, preprocess, tokenizer, config, state_has_bias
 
 
 def ensure_logit_bias(model: torch.nn.Module) -> None:
