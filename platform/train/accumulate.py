@@ -31,7 +31,7 @@ from typing import Callable, ContextManager, Optional
 import torch
 
 from .collectives import Collectives, no_sync
-from .losses import counterfactual_hits, counterfactual_loss, split_counterfactuals
+from .losses import contrastive_loss, counterfactual_hits, counterfactual_loss, split_counterfactuals
 
 
 @dataclass
@@ -71,8 +71,7 @@ def contrastive_step(model: torch.nn.Module, micro: list[MicroBatch], loss_fn, k
                 # the temperature/bias once per step (see module docstring)
                 c_scale = scale if last else scale.detach()
                 c_bias = bias if (last or bias is None) else bias.detach()
-                loss = loss_fn(image_all, text_all, c_scale, c_bias) if kind == "siglip" else \
-                    loss_fn(image_all, text_all, c_scale)
+                loss = contrastive_loss(loss_fn, kind, image_all, text_all, c_scale, c_bias)
                 if negatives is not None:
                     cf = counterfactual_loss(image, text, negatives, mb.neg_mask, scale, bias) / k
                     loss = loss + cf

@@ -17,13 +17,19 @@ def build_loss(kind: str, rank: int, world: int, local_loss: bool, gather_with_g
                     cache_labels=True, rank=rank, world_size=world)
 
 
+def contrastive_loss(loss_fn, kind: str, image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
+                     bias: torch.Tensor | None) -> torch.Tensor:
+    """open_clip's ClipLoss(image, text, scale) or SigLipLoss(image, text, scale, bias)."""
+    return loss_fn(image, text, scale, bias) if kind == "siglip" else loss_fn(image, text, scale)
+
+
 def _compute_loss(loss_fn, out: dict, kind: str, neg_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The phase's contrastive loss, and its counterfactual part: with `neg_mask` [B, k], the text
     features hold the B captions followed by their B*k counterfactuals, and `counterfactual_loss` is added."""
     image, text, scale = out["image_features"], out["text_features"], out["logit_scale"]
     bias = out.get("logit_bias")
     text, negatives = split_counterfactuals(image, text, neg_mask)
-    loss = loss_fn(image, text, scale, bias) if kind == "siglip" else loss_fn(image, text, scale)
+    loss = contrastive_loss(loss_fn, kind, image, text, scale, bias)
     if negatives is None:
         return loss, None
     counterfactual = counterfactual_loss(image, text, negatives, neg_mask, scale, bias if kind == "siglip" else None)
