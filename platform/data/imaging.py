@@ -152,7 +152,9 @@ def parse_window(window: Union[str, tuple[float, float], list]) -> Union[str, tu
 
 
 def window_ct(hu: np.ndarray, window: Union[str, tuple[float, float]] = DEFAULT_CT_WINDOW) -> np.ndarray:
-    """Hounsfield units -> float32 in [0, 1] through a (width, level) window or a named preset."""
+    """Hounsfield units -> float32 in [0, 1] through a (width, level) window, "width/level" or a preset."""
+    if isinstance(window, str) and "/" in window:
+        window = parse_window(window)
     if isinstance(window, str):
         try:
             width, level = CT_WINDOWS[window]
@@ -315,13 +317,18 @@ def view_from_orientation(iop: Optional[Sequence[float]]) -> Optional[str]:
     return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
 
 
-def _dr_view(ds) -> Optional[str]:
-    pos = str(ds.get("ViewPosition", "") or "").upper()
-    if pos in ("PA", "AP"):
+def dr_view(position: Optional[str]) -> Optional[str]:
+    """A radiograph's ViewPosition (PA, AP, LL, LATERAL, ...; also "Frontal"/"Lateral") -> frontal/lateral."""
+    pos = str(position or "").strip().upper()
+    if pos in ("PA", "AP", "FRONTAL", "AP AXIAL", "PA LLD", "AP LLD", "AP RLD", "PA RLD"):
         return "frontal"
-    if pos in ("LL", "RL", "LAT", "LATERAL", "RLD", "LLD"):
+    if pos in ("LL", "RL", "LAT", "LATERAL", "RLD", "LLD", "XTABLE LATERAL", "LAO", "RAO"):
         return "lateral"
     return None
+
+
+def _dr_view(ds) -> Optional[str]:
+    return dr_view(ds.get("ViewPosition", ""))
 
 
 def platform_modality(dicom_modality: str) -> str:

@@ -76,8 +76,10 @@ def build_mixed_folder(root: Path) -> dict:
     cap("cxr.txt", "PA chest x-ray with moderate cardiomegaly")
     (d / "knee.jpg").write_bytes(_jpg(_noise(2)))
     cap("knee.txt", "sagittal MRI of the knee, meniscus tear of the posterior horn")
-    (d / "dup.png").write_bytes(_png(_noise(1)))         # same pixels as cxr.png
+    (d / "dup.png").write_bytes(_png(_noise(1)))         # same pixels as cxr.png, another caption: kept
     cap("dup.txt", "chest radiograph")
+    (d / "dup2.png").write_bytes(_png(_noise(1)))        # same pixels and caption as cxr.png: a duplicate
+    cap("dup2.txt", "PA chest x-ray with moderate cardiomegaly")
     # a WebDataset shard: png+txt, jpg+json, a corrupt png, a sample without caption
     with tarfile.open(d / "shard-000.tar", "w") as tar:
         def add(name, data):
@@ -91,6 +93,10 @@ def build_mixed_folder(root: Path) -> dict:
         add("s3.png", _png(_noise(13))[:40])
         add("s3.txt", b"chest x-ray")
         add("s4.png", _png(_noise(14)))
+        add("s5.cls", b"3")                            # a member no sample can use: counted
+    (d / ".DS_Store").write_bytes(b"finder")            # hidden: counted, not silently skipped
+    (d / "latin1.png").write_bytes(_png(_noise(15)))
+    (d / "latin1.txt").write_bytes("radiographie du thorax, épanchement".encode("latin-1"))
     # a CSV of captions naming images in a subfolder (one missing)
     (d / "csvimg").mkdir()
     (d / "csvimg" / "c1.png").write_bytes(_png(_noise(21)))
@@ -127,28 +133,47 @@ def build_mixed_folder(root: Path) -> dict:
     (d / "empty.png").write_bytes(_png(_noise(41)))
     cap("empty.txt", "   ")
     (d / "long.png").write_bytes(_png(_noise(42)))
-    cap("long.txt", "CT of the chest " * 200)
+    cap("long.txt", "CT of the chest " * 300)
     (d / "nocap.png").write_bytes(_png(_noise(43)))
     cap("orphan.txt", "caption without an image")
     (d / "notes.docx").write_bytes(b"binary")
     return {
         "rejected": {"image_corrupt": 3, "dicom_unreadable": 1, "dicom_no_pixels": 1, "nifti_bad_dims": 1,
                      "caption_empty": 1, "caption_too_long": 1, "caption_missing": 2, "missing_file": 1,
-                     "orphan_caption": 1, "unsupported_file": 1,
-                     # dup.png, and the MNI152 (symmetric) template's sagittal slices at 20% and 80% mirror
+                     "orphan_caption": 1, "unsupported_file": 1, "hidden_path": 1, "caption_not_utf8": 1,
+                     "tar_member_unsupported": 1,
+                     # dup2.png, and the MNI152 (symmetric) template's sagittal slices at 20% and 80% mirror
                      "duplicate": 2},
-        # 2 real + 3 phi + dx, 2 nifti x 9 slices, cxr, knee, dup, 2 wds, 13 csv
-        "rows_before_dedup": 6 + 18 + 3 + 2 + 13,
+        # 2 real + 3 phi + dx, 2 nifti x 9 slices, cxr, knee, dup, dup2, 2 wds, 13 csv
+        "rows_before_dedup": 6 + 18 + 4 + 2 + 13,
     }
 
 
-def _run_prepare(tmp: Path, src: Path, out: Path) -> subprocess.CompletedProcess:
+def _run_prepare(tmp: Path, src, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/m.db", "RADISIM_PHI_SALT": SALT,
            "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "radisim.jobs.cli", "prepare-data", "--source", str(src),
+    sources = [a for s in ([src] if isinstance(src, (str, Path)) else src) for a in ("--source", str(s))]
+    return subprocess.run([sys.executable, "-m", "radisim.jobs.cli", "prepare-data", *sources,
                            "--out", str(out), "--set", "ray.num_cpus=4", "--set", "ray.object_store_mb=300",
-                           "--set", "ray.include_dashboard=false", "--set", "data.ingest.eval_fraction=0.3"],
+                           "--set", "ray.include_dashboard=false", "--set", "data.ingest.eval_fraction=0.3",
+                           "--set", f"data.ingest.key_map={tmp / 'keymap'}", *extra],
                           cwd=tmp, env=env, capture_output=True, text=True, timeout=400)
+
+
+def key_map(tmp: Path) -> dict[str, str]:
+    """The user's private mapping: public key (label:hash) -> original key (label:path)."""
+    out = {}
+    for f in (tmp / "keymap").glob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            entry = json.loads(line)
+            out[entry["key"]] = entry["path"]
+    return out
+
+
+def original(mapping: dict, row_or_key) -> str:
+    """The original path (after the label) of a row or a reject sample key."""
+    key = row_or_key if isinstance(row_or_key, str) else f"{row_or_key['source']}:{row_or_key['source_key']}"
+    return mapping[key.split("[", 1)[0]].split(":", 1)[1] + (("[" + key.split("[", 1)[1]) if "[" in key else "")
 
 
 @pytest.fixture(scope="module")
@@ -168,25 +193,29 @@ def test_card_adds_up(ingested):
     assert card["balanced"]
     assert {r: v["count"] for r, v in card["rejected"].items()} == expected["rejected"]
     assert card["kept"] == expected["rows_before_dedup"] - 2
+    assert not list((out / "_staging").glob("*.parquet"))  # staged rows cleaned up once written
     assert card["inputs"] + card["expanded"] == card["kept"] + card["rejected_total"]
-    assert any(k.endswith("dup.png") or k.endswith("cxr.png") for k in card["rejected"]["duplicate"]["sample"])
-    assert any("trunc.png" in k for k in card["rejected"]["image_corrupt"]["sample"])
+    mapping = key_map(tmp)
+    assert any(original(mapping, k).endswith(("dup2.png", "cxr.png")) for k in card["rejected"]["duplicate"]["sample"])
+    assert any("trunc.png" in original(mapping, k) for k in card["rejected"]["image_corrupt"]["sample"])
     rows = [r for split in ("train", "eval") for f in sorted((out / split).glob("*.parquet"))
             for r in pq.read_table(f).to_pylist()]
     assert len(rows) == card["kept"] == sum(c["rows"] for c in card["counts"])
-    assert len({r["content_hash"] for r in rows}) == len(rows)
+    assert len({(r["content_hash"], r["caption"]) for r in rows}) == len(rows)
+    assert not any("mixed" in r["source"] or "/" in r["source_key"] for r in rows)
     for r in rows:
         assert r["phase"] in PHASES and r["phase_index"] == PHASE_INDEX[r["phase"]]
         img = Image.open(io.BytesIO(r["image"]))
         assert img.mode == "L" and min(img.size) >= 8
-    by_key = {r["source_key"]: r for r in rows}
+    by_key = {original(mapping, r).rsplit("!", 1)[-1].split("#")[0]: r for r in rows}
     assert by_key["ct_small.dcm"]["modality"] == "CT" and by_key["ct_small.dcm"]["phase"] == "abnormality"
     assert by_key["phi0.dcm"]["phase"] == "grading" and by_key["phi0.dcm"]["view"] == "axial"
     assert by_key["dx.dcm"]["modality"] == "DR" and by_key["dx.dcm"]["view"] == "frontal"
-    assert {r["view"] for r in rows if r["source_key"].startswith("mni.nii.gz")} == {"axial", "sagittal", "coronal"}
+    assert {r["view"] for r in rows if original(mapping, r).startswith("mni.nii.gz")} == {"axial", "sagittal", "coronal"}
+    assert by_key["dup.png"]["content_hash"] == by_key["cxr.png"]["content_hash"]  # two captions, two rows
     assert by_key["s2"]["phase"] == "anatomy"          # tag from the WebDataset json
     # one patient's studies stay in one split; the salted key is not the raw id
-    p1 = {r["patient_key"] for r in rows if r["source_key"] in ("phi0.dcm", "phi1.dcm")}
+    p1 = {r["patient_key"] for r in rows if original(mapping, r) in ("phi0.dcm", "phi1.dcm")}
     assert len(p1) == 1 and "P1" not in next(iter(p1))
     splits = {r["patient_key"]: set() for r in rows if r["patient_key"]}
     for split in ("train", "eval"):
@@ -270,7 +299,10 @@ def test_brace_expansion_and_captions():
     assert check_caption(None, 100) == (None, "caption_missing")
     assert check_caption("  ", 100) == (None, "caption_empty")
     assert check_caption("x" * 101, 100) == (None, "caption_too_long")
-    assert check_caption(" CT  of\nthe chest ", 100) == ("CT of the chest", None)
+    assert check_caption(" CT  of the   chest ", 100) == ("CT of the chest", None)
+    # report sections stay one per line
+    assert check_caption("FINDINGS:  clear lungs.\n\n IMPRESSION: normal ", 100) == \
+        ("FINDINGS: clear lungs.\nIMPRESSION: normal", None)
 
 
 def test_discover_folder_counts_everything(tmp_path):
@@ -281,8 +313,10 @@ def test_discover_folder_counts_everything(tmp_path):
     (d / "b.dcm").write_bytes(b"x")
     (d / "c.txt").write_text("orphan")
     (d / "d.bin").write_bytes(b"x")
+    (d / "__MACOSX").mkdir()
+    (d / "__MACOSX" / "a.png").write_bytes(b"x")
     opts = {"rows_per_chunk": 10, "files_per_chunk": 1, "image_column": "filepath", "csv_separator": "auto"}
-    found = discover(str(d), opts)
+    found = discover("folder-x", str(d), opts)
     assert [len(c["files"]) for c in found.chunks] == [1, 1]
-    assert sorted(r for _, r in found.rejects) == ["orphan_caption", "unsupported_file"]
-    assert discover(str(tmp_path / "nope"), opts).rejects == [("nope", "missing_file")]
+    assert sorted(r for _, r in found.rejects) == ["hidden_path", "orphan_caption", "unsupported_file"]
+    assert discover("folder-y", str(tmp_path / "nope"), opts).rejects == [("folder-y", "missing_file")]

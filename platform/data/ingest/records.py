@@ -2,6 +2,9 @@
 
 Every item ends as rows or as exactly one reject reason; nothing raises out of `process_chunk`
 (an unexpected exception is counted as "internal_error" with the item's key).
+
+PHI: every item key becomes its salted hash (`phi.public_key`) before it is used, so rows, rejects
+and log lines carry no path; captions and reports pass `phi.scrub_report` before anything else.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from radisim.curriculum.phases import PHASE_INDEX
 from radisim.curriculum.tagger import tag_caption
 from radisim.platform.data import imaging as im
 
-from .sources import Item, iter_items
+from .phi import public_key, scrub_report
+from .sources import TAG_NAMES, Item, iter_items
 
 log = logging.getLogger(__name__)
 
@@ -25,36 +29,32 @@ ROW_FIELDS = ("image_id", "image", "caption", "phase", "phase_index", "granulari
               "synthetic")
 
 
-def schema():
+#: Columns of staged rows only (dropped from the written manifests): the dataset's official split
+#: ("train" | "eval" | "") and the dedup key, sha256(content hash | caption).
+STAGED_FIELDS = ("split_hint", "dedup_key")
+
+
+def schema(staged: bool = False):
     import pyarrow as pa
 
     s, ls = pa.string(), pa.list_(pa.string())
     types = {"image": pa.binary(), "phase_index": pa.int8(), "granularities": ls, "organs": ls,
              "width": pa.int32(), "height": pa.int32(), "synthetic": pa.bool_()}
-    return pa.schema([(f, types.get(f, s)) for f in ROW_FIELDS])
+    fields = ROW_FIELDS + (STAGED_FIELDS if staged else ())
+    return pa.schema([(f, types.get(f, s)) for f in fields])
 
 
 def check_caption(caption: Optional[str], max_chars: int) -> tuple[Optional[str], Optional[str]]:
-    """(clean caption, reject reason)."""
+    """(clean caption, reject reason). Whitespace is collapsed within lines; line breaks between
+    report sections (`LABEL: text` lines) are kept."""
     if caption is None:
         return None, "caption_missing"
-    text = " ".join(str(caption).split())
+    text = "\n".join(" ".join(line.split()) for line in str(caption).splitlines() if line.strip())
     if not text:
         return None, "caption_empty"
     if len(text) > max_chars:
         return None, "caption_too_long"
     return text, None
-
-
-def _fit(arr: np.ndarray, max_side: int) -> np.ndarray:
-    from PIL import Image
-
-    h, w = arr.shape
-    if max(h, w) <= max_side:
-        return arr
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(arr, mode="L").resize(size, Image.BILINEAR), dtype=np.uint8)
 
 
 def _anatomy_from_body_part(body_part: Optional[str]) -> str:
@@ -67,14 +67,15 @@ def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tu
     if item.kind == "image":
         return [(im.decode_image(data), {})], meta
     if item.kind == "dicom":
-        frames, sm = im.read_dicom_frames(data, window=opts["ct_window"], salt=salt)
+        frames, sm = im.read_dicom_frames(data, window=opts["ct_window"], salt=salt,
+                                          window_source=opts.get("dicom_window", "header"))
         if opts["dicom_frames"] == "middle":
             frames = [frames[len(frames) // 2]]
         meta = {"modality": sm.modality, "anatomy": _anatomy_from_body_part(sm.body_part), "view": sm.view or "",
                 "patient_key": sm.patient_key, "study_key": sm.study_key,
                 "group_key": (sm.patient_key or sm.study_key or
                               (f"series:{sm.series_key}" if len(frames) > 1 else None))}
-        return [(f, {}) for f in frames], meta
+        return [(f, {"spacing": sm.spacing}) for f in frames], meta
     # NIfTI: one volume -> n slices per view, one shared intensity scale, one split group
     volume, affine = im.read_nifti(data)
     modality = im.guess_volume_modality(volume)
@@ -82,18 +83,30 @@ def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tu
     out = []
     for view in opts["nifti_views"]:
         for sl in im.nifti_slices(scaled, affine, view, n=opts["nifti_slices_per_view"]):
-            out.append((im.to_uint8(sl), {"view": view}))
+            out.append((im.to_uint8(sl), {"view": view, "spacing": im.slice_spacing(affine, view)}))
     meta = {"modality": modality, "group_key": "volume:" + hashlib.sha256(data).hexdigest()[:20]}
     return out, meta
 
 
+def _reject_reason(err: im.ImagingError) -> str:
+    """A decoder that is missing is named in the reason (pydicom's message names the plugin)."""
+    if err.reason == "dicom_decoder_missing":
+        return str(err)
+    return err.reason
+
+
 def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list) -> int:
     """Append the item's rows (or one reject). Returns how many extra rows beyond one it expanded to."""
-    caption, reason = check_caption(item.caption, opts["max_caption_chars"])
+    caption, reason = check_caption(scrub_report(item.caption), opts["max_caption_chars"])
     if reason:
         rejects.append((item.key, reason))
         return 0
-    tags = tag_caption(caption, given=item.given)
+    given_tags = {k: v for k, v in item.given.items() if k in TAG_NAMES and k not in ("patient", "study")}
+    if item.given.get("body_part") and not given_tags.get("anatomy"):
+        body_anatomy = _anatomy_from_body_part(item.given["body_part"])
+        if body_anatomy:
+            given_tags["anatomy"] = body_anatomy
+    tags = tag_caption(caption, given=given_tags)
     if tags.phase is None:
         rejects.append((item.key, "caption_untagged"))
         return 0
@@ -101,16 +114,18 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
         data = item.load()
         images, meta = decode_item(item, data, opts, salt)
     except im.ImagingError as err:
-        rejects.append((item.key, err.reason))
+        rejects.append((item.key, _reject_reason(err)))
         return 0
     if not images:
         rejects.append((item.key, "no_image"))
         return 0
-    given_patient = item.given.get("patient")
-    given_study = item.given.get("study")
-    patient_key = meta.get("patient_key") or im.salted_key(given_patient, salt, "patient")
-    study_key = meta.get("study_key") or im.salted_key(given_study, salt, "study")
     source = item.key.split(":", 1)[0].split("#", 1)[0]
+    # a dataset's own ids are namespaced by the source, so patient 1 of two datasets are two groups
+    given_patient, given_study = item.given.get("patient"), item.given.get("study")
+    patient_key = meta.get("patient_key") or (im.salted_key(f"{source}|{given_patient}", salt, "patient")
+                                              if given_patient else None)
+    study_key = meta.get("study_key") or (im.salted_key(f"{source}|{given_study}", salt, "study")
+                                          if given_study else None)
     for i, (arr, extra) in enumerate(images):
         key = item.key if len(images) == 1 else f"{item.key}[{extra.get('view', 'frame')}{i}]"
         if min(arr.shape) < opts["min_side"]:
@@ -119,7 +134,7 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
         if int(arr.max()) == int(arr.min()):
             rejects.append((key, "image_blank"))
             continue
-        arr = _fit(arr, opts["max_side"])
+        arr = im.fit_side(arr, opts["max_side"], extra.get("spacing"))
         content_hash = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
         row = tags.as_row()
         row.pop("findings"), row.pop("negated")
@@ -130,12 +145,14 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
             content_hash=content_hash, patient_key=patient_key, study_key=study_key,
             group_key=patient_key or study_key or meta.get("group_key") or content_hash,
             width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
+            split_hint=item.given.get("split") or "",
+            dedup_key=hashlib.sha256(f"{content_hash}|{caption}".encode()).hexdigest(),
         )
         # the image header is more reliable than the caption for modality and view; the caption's
         # anatomy wins over BodyPartExamined, which fills it when the caption names none
         for k in ("modality", "view"):
             value = extra.get(k) or meta.get(k)
-            if value and k not in item.given:
+            if value and not item.given.get(k):
                 row[k] = value
         if not row["anatomy"] and meta.get("anatomy"):
             row["anatomy"] = meta["anatomy"]
@@ -143,8 +160,19 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
     return len(images) - 1
 
 
-def process_chunk(chunk: dict, opts: dict, salt: str) -> tuple[list[dict], list[tuple[str, str]], int, int]:
-    """-> (rows, rejects, items, expanded). `items + expanded == len(rows) + len(rejects)`."""
+def _public(item: Item, salt: str, key_map: Optional[list]) -> Item:
+    key = public_key(item.key, salt)
+    if key_map is not None:
+        key_map.append((key, item.key))
+    item.key = key
+    return item
+
+
+def process_chunk(chunk: dict, opts: dict, salt: str, key_map: Optional[list] = None
+                  ) -> tuple[list[dict], list[tuple[str, str]], int, int]:
+    """-> (rows, rejects, items, expanded). `items + expanded == len(rows) + len(rejects)`. Every key
+    in the output is a salted hash; with `key_map` (a list) the (hash, original key) pairs are
+    appended to it for the user's private mapping file."""
     rows: list[dict] = []
     rejects: list[tuple[str, str]] = []
     n_items = expanded = 0
@@ -152,8 +180,12 @@ def process_chunk(chunk: dict, opts: dict, salt: str) -> tuple[list[dict], list[
         for item in iter_items(chunk, opts):
             n_items += 1
             if isinstance(item, tuple):
-                rejects.append(item)
+                key = public_key(item[0], salt)
+                if key_map is not None:
+                    key_map.append((key, item[0]))
+                rejects.append((key, item[1]))
                 continue
+            item = _public(item, salt, key_map)
             try:
                 expanded += _rows_for_item(item, opts, salt, rows, rejects)
             except Exception as err:  # a reader bug must not lose the rest of the chunk
