@@ -1,21 +1,28 @@
-"""Caption -> curriculum phase and tags, from the vocabulary in `curriculum/vocab/*.yaml`.
+"""Caption or report sentence -> curriculum phase and tags, from the vocabulary in `curriculum/vocab/*.yaml`.
 
-A caption may support several granularities at once ("axial CT of the chest showing a 12 mm nodule in
+A sentence may support several granularities at once ("axial CT of the chest showing a 12 mm nodule in
 the right upper lobe" names a modality, an anatomy, a location, a finding and a size). The rule:
 
-    **a caption's phase is the finest granularity it supports; `granularities` records all of them.**
+    **a sentence's phase is the finest granularity it supports; `granularities` records all of them.**
 
 Granularities, coarse to fine (curriculum.phases.PHASES):
 
 - modality      a modality term (CT, MRI, radiograph ...)
 - anatomy       a body region, an organ or an image plane/projection
-- localization  an organ or region together with a positional cue (left, upper lobe, quadrant ...)
-- abnormality   a finding, present or negated ("no pneumothorax"), or a whole-study normal statement
+- localization  an organ or region together with a positional cue (left, upper lobe, quadrant ...);
+                positional words of a device's phrase ("left PICC line") place the device, not an organ
+- abnormality   a finding, present, absent or uncertain, or a normal statement ("lungs are clear")
 - grading       a *present* finding together with a subtype, grade, stage, severity or size
 
-Negation is NegEx-style: a finding preceded, within six words of the same clause, by a negation cue is
-negated. Negated findings still make the caption an abnormality statement (the model learns "no
-hemorrhage" at that phase), but never a grading one, and `finding` stays "none" when nothing is present.
+Terms match whole words and phrases, longest first. Context decides where a word has two senses: a
+severity word inside an anatomy phrase is anatomy ("small bowel"), not a size ("small nodule"); a
+modality acronym counts only in capitals ("MR", not "Mr."). Each finding mention carries a
+ConText-style assertion (curriculum/assertion.py). Absent and uncertain findings still make the
+sentence an abnormality statement (the model learns "no hemorrhage" at that phase), never a grading
+one, and `finding` stays "none" when nothing is present.
+
+A whole report is not one caption: curriculum/reports.py splits it into sections and sentences, tags
+each sentence here and builds one caption per phase.
 
 Users who bring their own tags pass them as `given` to `tag_caption`: a valid given value wins over the
 caption's (a given `phase` decides the phase; given modality/anatomy/view/finding fill those tags).
@@ -24,16 +31,28 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
 import yaml
 
+from radisim.curriculum.assertion import ABSENT, PRESENT, UNCERTAIN, AssertionRules
 from radisim.curriculum.phases import PHASES
 
-VOCAB_FILES = ("modality", "anatomy", "view", "location", "finding", "grading")
-_NEG_WINDOW = 6
+VOCAB_FILES = ("modality", "anatomy", "view", "location", "finding", "grading", "assertion", "study", "sections")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding mention of a sentence."""
+
+    term: str               # the words as written (lower case)
+    finding: str            # the vocabulary's tag value ("pleural effusion")
+    assertion: str          # present | absent | uncertain
+    location: str = ""      # positional words and structures of its clause ("right lower lobe")
+    severity: str = ""      # the subtype/severity/size words of its clause ("small", "8 mm")
 
 
 @dataclass(frozen=True)
@@ -53,18 +72,20 @@ class Tags:
     negated: tuple[str, ...] = ()              # findings stated as absent
     subtype: str = ""
     grade: str = ""
+    uncertain: tuple[str, ...] = ()            # findings stated as possible
+    regions: tuple[str, ...] = ()              # every body region named, most often named first
+    mentions: tuple[Finding, ...] = ()         # each finding mention with its assertion
 
     def as_row(self) -> dict:
-        row = asdict(self)
-        row["granularities"] = list(self.granularities)
-        row["organs"] = list(self.organs)
-        row["findings"] = list(self.findings)
-        row["negated"] = list(self.negated)
+        """The manifest columns (the row schema of platform/data/ingest/records.py and the phantom)."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("uncertain", "regions", "mentions")}
+        for k in ("granularities", "organs", "findings", "negated"):
+            row[k] = list(row[k])
         return row
 
 
 def _term_regex(terms) -> re.Pattern:
-    alts = sorted({t.lower() for t in terms}, key=len, reverse=True)
+    alts = sorted({str(t).lower() for t in terms}, key=len, reverse=True)
     body = "|".join(re.escape(t) for t in alts)
     return re.compile(rf"(?<![\w-])({body})(?![\w-])")
 
@@ -96,32 +117,40 @@ class Vocabulary:
         for organ, region in r["anatomy"]["organs"].items():
             add(self.regions, organ, "organ", organ)
         self.organ_region = {str(k).lower(): v for k, v in r["anatomy"]["organs"].items()}
+        for part, spec in r["anatomy"]["body_parts"].items():
+            for t in spec["terms"]:
+                if str(t).lower() not in self.regions:  # the phantom's own terms keep their sense
+                    add(self.regions, t, "part", spec["region"])
         for view, terms in r["view"].items():
             for t in terms:
                 add(self.structure, t, "view", view)
+        self.projection_views = frozenset(r["study"]["projection_views"])
         for t in r["location"]["cues"]:
             add(self.structure, t, "location", t)
         for quadrant, terms in r["location"]["regions"].items():
             for t in terms:
                 add(self.structure, t, "quadrant", quadrant)
+        device = r["finding"]["device_finding"]
         for finding, terms in r["finding"]["findings"].items():
             for t in terms:
-                add(self.finding_terms, t, "finding", finding)
+                add(self.finding_terms, t, "device" if finding == device else "finding", finding)
         for t in r["finding"]["normal"]:
             add(self.finding_terms, t, "normal", "none")
         for t in r["grading"]["subtypes"]:
             self.grading_terms[t.lower()] = "subtype"
         for t in r["grading"]["severity"]:
             self.grading_terms.setdefault(t.lower(), "severity")
+        self.acronyms = frozenset(str(a).lower() for a in r["study"]["acronyms"])
+        self.dicom_codes = {str(k).upper(): v for k, v in r["study"]["dicom_codes"].items()}
         self.structure_re = _term_regex(self.structure)
         self.region_re = _term_regex(self.regions)
         self.finding_re = _term_regex(self.finding_terms)
         self.grading_re = _term_regex(self.grading_terms)
         self.grade_patterns = [re.compile(p, re.IGNORECASE) for p in r["grading"]["patterns"]]
-        self.negation_re = _term_regex(r["finding"]["negation"])
-        words = [b for b in r["finding"]["clause_breakers"] if b.isalpha() or " " in b]
-        marks = "".join(re.escape(b) for b in r["finding"]["clause_breakers"] if not (b.isalpha() or " " in b))
-        self.breaker_re = re.compile(rf"[{marks}]|(?<![\w-])(?:{'|'.join(map(re.escape, words))})(?![\w-])")
+        self.assertion = AssertionRules(r["assertion"])
+        # curriculum/counterfactuals.py toggles negations with these two
+        self.negation_re = self.assertion.neg_pre_re
+        self.breaker_re = self.assertion.breaker_re
 
 
 def _validate(raw: dict) -> None:
@@ -130,14 +159,24 @@ def _validate(raw: dict) -> None:
     unknown = set(raw["modality"]) - set(MODALITIES)
     if unknown:
         raise ValueError(f"vocab/modality.yaml: unknown modalities {sorted(unknown)}; expected {MODALITIES}")
+    bad_codes = {k: v for k, v in raw["study"]["dicom_codes"].items() if v not in MODALITIES}
+    if bad_codes:
+        raise ValueError(f"vocab/study.yaml: dicom_codes map to unknown modalities {bad_codes}")
     regions = set(raw["anatomy"]["regions"])
     bad = {o: r for o, r in raw["anatomy"]["organs"].items() if r not in regions}
     if bad:
         raise ValueError(f"vocab/anatomy.yaml: organs mapped to unknown regions {bad}")
+    for part, spec in raw["anatomy"]["body_parts"].items():
+        if not spec.get("region") or not spec.get("terms"):
+            raise ValueError(f"vocab/anatomy.yaml: body_parts.{part} needs a region and terms")
     if set(raw["location"]["regions"]) != set(REGIONS):
         raise ValueError(f"vocab/location.yaml: regions must be the quadrants {REGIONS}, got {sorted(raw['location']['regions'])}")
     for p in raw["grading"]["patterns"]:
         re.compile(p)
+    a = raw["assertion"]
+    missing = [k for k in ("window", "negation", "uncertainty", "pseudo", "terminators") if k not in a]
+    if missing:
+        raise ValueError(f"vocab/assertion.yaml: missing {missing}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -150,73 +189,92 @@ def load_vocabulary() -> Vocabulary:
 
 
 def _negated(text: str, start: int, vocab: Vocabulary) -> bool:
-    """NegEx-lite: a negation cue within _NEG_WINDOW words before `start`, in the same clause. A comma
-    ends the clause, except inside a list that "or"/"nor" closes: in "no pneumothorax, effusion or
-    pneumonia" all three are negated, in "no nodule, small effusion" the effusion is present."""
-    cuts = list(vocab.breaker_re.finditer(text[:start]))
-    end = start
-    for j in range(len(cuts) - 1, -2, -1):  # the finding's own segment, then back over a list's items
-        if _cue_in_window(text[cuts[j].end() if j >= 0 else 0:end], vocab):
-            return True
-        if j < 0 or cuts[j].group(0) != ",":
-            return False
-        if j == len(cuts) - 1 and not _or_list_follows(text, cuts[j].start(), vocab):
-            return False
-        end = cuts[j].start()
-    return False
+    """Whether the finding that starts at `start` of `text` (lower case) is stated as absent."""
+    end = start + len(_WORD_AT.match(text, start).group(0)) if _WORD_AT.match(text, start) else start
+    return vocab.assertion.assert_all(text, [(start, end)])[0] == ABSENT
 
 
-def _cue_in_window(clause: str, vocab: Vocabulary) -> bool:
-    return bool(vocab.negation_re.search(" ".join(clause.split()[-_NEG_WINDOW:])))
-
-
-_OR = re.compile(r"\b(?:or|nor)\b")
-
-
-def _or_list_follows(text: str, comma: int, vocab: Vocabulary) -> bool:
-    """Whether the clause goes on from `comma` as a list that "or"/"nor" closes."""
-    end = next((m.start() for m in vocab.breaker_re.finditer(text, comma + 1) if m.group(0) != ","), len(text))
-    return _OR.search(text, comma, end) is not None
+_WORD_AT = re.compile(r"[\w-]+")
 
 
 def _first(values: list[str]) -> str:
     return values[0] if values else ""
 
 
+def _inside(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
+    return any(a <= span[0] and span[1] <= b for a, b in spans)
+
+
+def _acronym_ok(original: str, start: int, end: int, lower_only: bool) -> bool:
+    """A modality acronym counts in capitals ("MR"), or anywhere in an all-lower-case text, never as a
+    title ("Mr.")."""
+    word = original[start:end]
+    if original[end:end + 1] == "." and word[:1].isupper() and not word.isupper():
+        return False
+    return lower_only or word.isupper()
+
+
+@dataclass
+class _Match:
+    start: int
+    end: int
+    term: str
+    entries: list
+
+
+def _matches(pattern: re.Pattern, table: dict, text: str) -> list[_Match]:
+    return [_Match(m.start(1), m.end(1), m.group(1), table[m.group(1)]) for m in pattern.finditer(text)]
+
+
 def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = None,
                 vocab: Optional[Vocabulary] = None) -> Tags:
-    """Phase and tags of one caption; `given` are the user's own tag columns (they win when valid)."""
+    """Phase and tags of one caption or sentence; `given` are the user's own tag columns (they win when valid)."""
     vocab = vocab or load_vocabulary()
-    text = " ".join(str(caption or "").lower().split())
-    found: dict[str, list[str]] = {k: [] for k in ("modality", "region", "organ", "view", "location", "quadrant")}
+    original = " ".join(str(caption or "").split())
+    text = original.lower()  # the same character offsets as `original`
+    lower_only = original == text
+    structure = _matches(vocab.structure_re, vocab.structure, text)
+    regions = [m for m in _matches(vocab.region_re, vocab.regions, text)
+               if not (m.term in vocab.acronyms and not _acronym_ok(original, m.start, m.end, lower_only))]
+    findings = _matches(vocab.finding_re, vocab.finding_terms, text)
+    devices = [m for m in findings if any(k == "device" for k, _ in m.entries)]
+    device_phrases = [_device_phrase(text, m, structure) for m in devices]
+    anatomy_spans = [(m.start, m.end) for m in regions if any(k != "modality" for k, _ in m.entries)]
+
+    found: dict[str, list[str]] = {k: [] for k in ("modality", "region", "organ", "part", "view", "location",
+                                                   "quadrant")}
+    votes: Counter = Counter()
     pure_regions: list[str] = []  # named by a region word that is not also an organ ("chest", not "spine")
-    for pattern, table in ((vocab.structure_re, vocab.structure), (vocab.region_re, vocab.regions)):
-        for m in pattern.finditer(text):
-            entries = table[m.group(1)]
-            for kind, value in entries:
-                if value not in found[kind]:
-                    found[kind].append(value)
-            if any(kind == "region" for kind, _ in entries) and not any(kind == "organ" for kind, _ in entries):
-                pure_regions += [v for k, v in entries if k == "region" and v not in pure_regions]
-    present, negated, normal = [], [], False
-    for m in vocab.finding_re.finditer(text):
-        for kind, value in vocab.finding_terms[m.group(1)]:
-            if kind == "normal":
-                normal = True
-            elif _negated(text, m.start(), vocab):
-                if value not in negated:
-                    negated.append(value)
-            elif value not in present:
-                present.append(value)
-    negated = [f for f in negated if f not in present]
-    subtypes, severities = [], []
-    for m in vocab.grading_re.finditer(text):
-        (subtypes if vocab.grading_terms[m.group(1)] == "subtype" else severities).append(m.group(1))
+    for m in structure + regions:
+        if m in structure and any(k in ("location", "quadrant") for k, _ in m.entries) and (
+                _inside((m.start, m.end), device_phrases) or _inside((m.start, m.end), anatomy_spans)):
+            continue  # "left PICC line": where the device runs; "upper limb", "left atrium": a name
+        for kind, value in m.entries:
+            if value not in found[kind]:
+                found[kind].append(value)
+            if kind in ("region", "part"):
+                votes[value] += 1
+            elif kind == "organ":
+                votes[vocab.organ_region[value]] += 1
+        if any(k == "region" for k, _ in m.entries) and not any(k == "organ" for k, _ in m.entries):
+            pure_regions += [v for k, v in m.entries if k == "region" and v not in pure_regions]
+    if devices and len(devices) == len([f for f in findings if any(k != "normal" for k, _ in f.entries)]):
+        found["location"], found["quadrant"] = [], []  # a sentence about a device places the device
+
+    mentions = _mentions(text, findings, structure, regions, anatomy_spans, vocab)
+    normal = any(k == "normal" for f in findings for k, _ in f.entries)
+    present = _unique(f.finding for f in mentions if f.assertion == PRESENT)
+    uncertain = [f for f in _unique(f.finding for f in mentions if f.assertion == UNCERTAIN) if f not in present]
+    negated = [f for f in _unique(f.finding for f in mentions if f.assertion == ABSENT)
+               if f not in present and f not in uncertain]
+    grading = [m for m in vocab.grading_re.finditer(text) if not _inside((m.start(1), m.end(1)), anatomy_spans)]
+    subtypes = [m.group(1) for m in grading if vocab.grading_terms[m.group(1)] == "subtype"]
+    severities = [m.group(1) for m in grading if vocab.grading_terms[m.group(1)] == "severity"]
     grades = [m.group(0) for p in vocab.grade_patterns for m in p.finditer(text)]
 
     anatomy = (_first(pure_regions) or _first([vocab.organ_region[o] for o in found["organ"]])
-               or _first(found["region"]))
-    has_structure = bool(found["region"] or found["organ"])
+               or _first(found["region"]) or _first(found["part"]))
+    has_structure = bool(found["region"] or found["organ"] or found["part"])
     granularities = []
     if found["modality"]:
         granularities.append("modality")
@@ -224,7 +282,7 @@ def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = Non
         granularities.append("anatomy")
     if has_structure and (found["location"] or found["quadrant"]):
         granularities.append("localization")
-    if present or negated or normal:
+    if mentions or normal:
         granularities.append("abnormality")
     if present and (subtypes or severities or grades):
         granularities.append("grading")
@@ -233,15 +291,14 @@ def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = Non
     phase = granularities[-1] if granularities else None
     if given.get("phase") in PHASES:
         phase = given["phase"]
-    finding = _first(present) or ("none" if (negated or normal) else "")
-    organs = tuple(sorted(found["organ"]))
+    finding = _first(present) or ("none" if (negated or uncertain or normal) else "")
     return Tags(
         phase=phase,
         granularities=tuple(granularities),
         modality=str(given.get("modality") or _first(found["modality"])),
         anatomy=str(given.get("anatomy") or anatomy),
         view=str(given.get("view") or _first(found["view"])),
-        organs=organs,
+        organs=tuple(sorted(found["organ"])),
         target_organ=_first(found["organ"]) if "localization" in granularities else "",
         target_region=_first(found["quadrant"]),
         finding=str(given.get("finding") or finding),
@@ -249,4 +306,48 @@ def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = Non
         negated=tuple(negated),
         subtype=str(given.get("subtype") or _first(subtypes)),
         grade=str(given.get("grade") or _first(grades)),
+        uncertain=tuple(uncertain),
+        regions=tuple(r for r, _ in votes.most_common()),
+        mentions=tuple(mentions),
     )
+
+
+def _unique(values) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _device_phrase(text: str, device: _Match, structure: list[_Match]) -> tuple[int, int]:
+    """The device's noun phrase: the term and the positional words right before it ("left PICC line")."""
+    start = device.start
+    for m in sorted(structure, key=lambda m: -m.start):
+        if m.end <= start and not text[m.end:start].strip(" -"):
+            start = m.start
+    # a short modifier between them ("right IJ catheter", "left chest wall pacemaker")
+    words = list(re.finditer(r"[\w/-]+", text[:device.start]))[-3:]
+    for m in structure:
+        if m.end <= device.start and words and m.start >= words[0].start() and \
+                any(k == "location" for k, _ in m.entries):
+            start = min(start, m.start)
+    return start, device.end
+
+
+def _mentions(text: str, findings: list[_Match], structure: list[_Match], regions: list[_Match],
+              anatomy_spans: list[tuple[int, int]], vocab: Vocabulary) -> list[Finding]:
+    """Each finding mention with its assertion, its clause's location words and its severity words."""
+    stated = [m for m in findings if any(k in ("finding", "device") for k, _ in m.entries)]
+    assertions = vocab.assertion.assert_all(text, [(m.start, m.end) for m in stated])
+    cuts = [0] + [b.start() for b in vocab.breaker_re.finditer(text) if b.group(0) in ".;:"] + [len(text)]
+    spans = [(f.start, f.end) for f in findings]
+    out = []
+    for m, assertion in zip(stated, assertions):
+        lo = max(c for c in cuts if c <= m.start)
+        hi = min(c for c in cuts if c >= m.end)
+        where = [x for x in structure + regions if lo <= x.start < hi and not _inside((x.start, x.end), spans)
+                 and any(k in ("location", "quadrant", "organ", "region", "part") for k, _ in x.entries)]
+        location = " ".join(x.term for x in sorted(where, key=lambda x: x.start))
+        severity = " ".join(g.group(1) for g in vocab.grading_re.finditer(text, lo, hi)
+                            if not _inside((g.start(1), g.end(1)), anatomy_spans))
+        sizes = [g.group(0) for p in vocab.grade_patterns for g in p.finditer(text, lo, hi)]
+        value = next(v for k, v in m.entries if k in ("finding", "device"))
+        out.append(Finding(m.term, value, assertion, location, " ".join(filter(None, [severity, *sizes]))))
+    return out

@@ -14,7 +14,7 @@ CASES = [
     ("Axial CT image of the abdomen at the level of the kidneys", "localization", "CT", "abdomen", "axial", ""),
     ("PA and lateral views of the chest.", "anatomy", "", "chest", "frontal", ""),
     ("The liver is in the right upper quadrant.", "localization", "", "abdomen", "", ""),
-    ("No acute cardiopulmonary process.", "abnormality", "", "", "", "none"),
+    ("No acute cardiopulmonary process.", "abnormality", "", "chest", "", "none"),  # cardiopulmonary: the chest
     ("Frontal chest radiograph: no pneumothorax or pleural effusion.", "abnormality", "DR", "chest", "frontal", "none"),
     ("Right lower lobe consolidation concerning for pneumonia.", "abnormality", "", "", "", "pneumonia"),
     ("Moderate left pleural effusion with adjacent atelectasis on the frontal radiograph.", "grading", "DR", "chest",
