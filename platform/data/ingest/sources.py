@@ -269,6 +269,9 @@ class Item:
     #: tags (TAG_NAMES) and metadata (META_NAMES) from the source: modality, anatomy, body_part, view,
     #: patient, study, split ("train" | "eval"), ...
     given: dict = field(default_factory=dict)
+    #: True for a dataset adapter's report or figure caption: it goes through the report parser
+    #: (one caption per phase); False for a user's own phase-aligned caption.
+    report: bool = False
 
 
 class NotUtf8(Exception):
@@ -301,8 +304,8 @@ def iter_items(chunk: dict, opts: dict) -> Iterator[Item | tuple[str, str]]:
     yield from READERS[chunk["kind"]](chunk, opts)
 
 
-def _file_item(key: str, uri: str, caption: Optional[str], given: dict) -> Item:
-    return Item(key, IMAGE_EXTS.get(ext_of(uri), "image"), lambda u=uri: read_bytes(u), caption, given)
+def _file_item(key: str, uri: str, caption: Optional[str], given: dict, report: bool = False) -> Item:
+    return Item(key, IMAGE_EXTS.get(ext_of(uri), "image"), lambda u=uri: read_bytes(u), caption, given, report)
 
 
 @reader("files")
@@ -353,7 +356,7 @@ def _record_items(chunk: dict, opts: dict) -> Iterator[Item | tuple[str, str]]:
             if caption == "\0not_utf8":
                 yield (key, "caption_not_utf8")
                 continue
-        yield _file_item(key, join(base, r["path"]), caption, r.get("given") or {})
+        yield _file_item(key, join(base, r["path"]), caption, r.get("given") or {}, bool(chunk.get("report")))
 
 
 def _given(row: dict, chunk: dict, skip: set[str]) -> dict:
@@ -419,7 +422,8 @@ def _manifest_items(chunk: dict, opts: dict) -> Iterator[Item | tuple[str, str]]
                 yield (key, out)
             else:
                 ref, caption, given = out
-                yield _file_item(f"{src}:{ref}", join(base, ref), caption, {**(chunk.get("given") or {}), **given})
+                yield _file_item(f"{src}:{ref}", join(base, ref), caption, {**(chunk.get("given") or {}), **given},
+                                 bool(chunk.get("report")))
             continue
         if icol not in row or ccol not in row:
             yield (key, "manifest_missing_column")

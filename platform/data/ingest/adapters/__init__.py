@@ -39,7 +39,8 @@ def register(kind: str):
     return wrap
 
 
-for _kind in ("auto", "csv", "parquet", "jsonl", "wds", "folder"):
+GENERIC = ("auto", "csv", "parquet", "jsonl", "wds", "folder")
+for _kind in GENERIC:
     register(_kind)(lambda label, location, opts: discover_generic(label, location, opts))
 
 from . import chexpert, mimic_cxr, openi, pmc_oa, radimagenet, roco  # noqa: E402,F401  (they register)
@@ -63,4 +64,8 @@ def discover_source(text: str, opts: dict, salt: str) -> tuple[str, str, Discove
     """(kind, label, discovery) of one --source. The label is `<kind>-<salted hash of the location>`."""
     kind, location = parse_source(text)
     label = source_label(kind, location.rstrip("/"), salt)
-    return kind, label, ADAPTERS[kind](label, location.rstrip("/") or location, opts)
+    found = ADAPTERS[kind](label, location.rstrip("/") or location, opts)
+    if kind not in GENERIC:
+        for chunk in found.chunks:  # a dataset's text is a report (or figure caption): one caption per phase
+            chunk["report"] = True
+    return kind, label, found
