@@ -42,7 +42,7 @@ PLANTED_TEXT = {
 }
 #: MIMIC ids used in the replica's file names (a real subject_id is 8 digits; these are distinctive).
 MIMIC_SUBJECTS = ("19731127", "18650412")
-MIMIC_STUDIES = ("57310001", "57310002", "57310003")
+MIMIC_STUDIES = ("57310001", "57310002", "57310003", "57310004")
 
 PHI_SENTENCE = (f" Findings discussed with Dr. {PLANTED_TEXT['physician']} at 10:45 on {PLANTED_TEXT['date']} "
                 f"(phone {PLANTED_TEXT['phone']}), MRN {PLANTED_TEXT['mrn']}, accession {PLANTED_TEXT['accession']}.")
@@ -84,7 +84,8 @@ def mimic_cxr(root: Path, seed: int = 100) -> dict:
     images = [("a1b2c3d4-0001", MIMIC_SUBJECTS[0], MIMIC_STUDIES[0], "PA", "postero-anterior"),
               ("a1b2c3d4-0002", MIMIC_SUBJECTS[0], MIMIC_STUDIES[0], "LATERAL", "lateral"),
               ("a1b2c3d4-0003", MIMIC_SUBJECTS[0], MIMIC_STUDIES[1], "AP", "antero-posterior"),
-              ("a1b2c3d4-0004", MIMIC_SUBJECTS[1], MIMIC_STUDIES[2], "PA", "postero-anterior")]
+              ("a1b2c3d4-0004", MIMIC_SUBJECTS[1], MIMIC_STUDIES[2], "PA", "postero-anterior"),
+              ("a1b2c3d4-0005", MIMIC_SUBJECTS[1], MIMIC_STUDIES[3], "PA", "postero-anterior")]
     split = {MIMIC_SUBJECTS[0]: "train", MIMIC_SUBJECTS[1]: "test"}
     meta_rows, split_rows = [], []
     for i, (dicom, subject, study, view, code) in enumerate(images):
@@ -108,12 +109,15 @@ def mimic_cxr(root: Path, seed: int = 100) -> dict:
                            " EXAMINATION:  CHEST (PORTABLE AP)\n \n"
                            " FINDINGS: \n \n Moderate cardiomegaly. No pleural effusion.\n \n"
                            f" IMPRESSION: \n \n Moderate cardiomegaly, seen on {PLANTED_TEXT['iso_date']}.\n"),
-        # MIMIC_STUDIES[2] has no report file: its image is the reject "report_missing"
+        MIMIC_STUDIES[2]: ("                                 FINAL REPORT\n"
+                           " EXAMINATION:  CHEST (PA)\n \n"
+                           " IMPRESSION: \n \n No acute cardiopulmonary process.\n"),
+        # MIMIC_STUDIES[3] has no report file: its image is the reject "report_missing"
     }
     for study, text in reports.items():
         subject = next(s for _, s, st, _, _ in images if st == study)
         _write(root / f"files/p{subject[:2]}/p{subject}/s{study}.txt", text.encode())
-    return {"images": len(images), "with_report": 3}
+    return {"images": len(images), "with_report": 4}
 
 
 def openi_nlm(root: Path, reports_tgz: Path, n_reports: int, seed: int = 200) -> dict:

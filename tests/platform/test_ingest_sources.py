@@ -221,10 +221,13 @@ def test_official_splits_and_patients(all_sources):
     assert {s for s, _ in by_subject["p" + rep.MIMIC_SUBJECTS[0]]} == {"train"}
     assert {s for s, _ in by_subject["p" + rep.MIMIC_SUBJECTS[1]]} == {"eval"}     # official "test"
     assert {v for _, v in by_subject["p" + rep.MIMIC_SUBJECTS[0]]} == {"frontal", "lateral"}
-    # one report per study, shared by its two images: both images carry the same phase captions
+    # one report per study, shared by its two images (PA and lateral): the same report-derived captions,
+    # and an anatomy caption that names each image's own view
     study = [r for r in mimic if mapping[f"{r['source']}:{r['source_key']}"].split("/")[3] == "s" + rep.MIMIC_STUDIES[0]]
-    captions = Counter(r["caption"] for r in study)
-    assert len({r["content_hash"] for r in study}) == 2 and all(n == 2 for n in captions.values())
+    captions = Counter(r["caption"] for r in study if r["phase"] in ("localization", "abnormality", "grading"))
+    assert len({r["content_hash"] for r in study}) == 2 and len(captions) == 3 and set(captions.values()) == {2}
+    assert {r["caption"] for r in study if r["phase"] == "anatomy"} == {"Chest radiograph, frontal view.",
+                                                                      "Chest radiograph, lateral view."}
     chexpert = [r for r in rows if kinds[r["source"]] == "chexpert"]
     assert {r["split"] for r in chexpert if "valid/" in mapping[f"{r['source']}:{r['source_key']}"]} == {"eval"}
     assert {r["split"] for r in chexpert if "/train/" in mapping[f"{r['source']}:{r['source_key']}"]} == {"train"}

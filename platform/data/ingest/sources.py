@@ -80,7 +80,7 @@ def read_bytes(uri: str) -> bytes:
         from radisim.platform.data.imaging import ImagingError
 
         raise ImagingError("missing_file")
-    with fs.open_input_stream(path) as f:
+    with fs.open_input_stream(path, compression=None) as f:  # the bytes as stored (no .gz detection)
         return f.read()
 
 

@@ -54,7 +54,7 @@ def _table(root: str, name: str):
 
 def _rows(uri: str):
     fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as raw:
+    with fs.open_input_stream(path, compression=None) as raw:
         stream = gzip.GzipFile(fileobj=raw) if uri.endswith(".gz") else raw
         yield from csv.DictReader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
 
