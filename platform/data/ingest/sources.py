@@ -442,7 +442,7 @@ def _manifest_items(chunk: dict, opts: dict) -> Iterator[Item | tuple[str, str]]
 
 
 _TAR_IMAGE_ORDER = (".png", ".jpg", ".jpeg", ".dcm", ".nii.gz", ".nii")
-_TAR_PARTS = set(_TAR_IMAGE_ORDER) | {".txt", ".json", ".dicom"}
+_TAR_PARTS = set(_TAR_IMAGE_ORDER) | {".txt", ".json"}
 
 
 def _tar_samples(data: bytes, src: str, shard: str, skipped: list) -> tuple[dict, list, bool]:

@@ -53,6 +53,13 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type == pafs.FileType.File
 
 
+def is_dir(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
 def text_of(uri: str) -> str:
     data = read_bytes(uri)
     if uri.endswith(".gz"):

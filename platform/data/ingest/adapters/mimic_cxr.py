@@ -25,13 +25,12 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import posixpath
 
 from radisim.platform.data.imaging import dr_view
 
 from ..sources import REPORT_FORMATS, Discovery, filesystem, join
 from . import register
-from .common import exists, sections_text, split_report, text_of
+from .common import exists, sections_text, split_report
 
 PREFIX = "mimic-cxr-2.0.0-"
 SPLITS = {"train": "train", "validate": "eval", "test": "eval"}

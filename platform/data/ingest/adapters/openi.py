@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 
 from ..sources import Discovery, filesystem, join, read_bytes
 from . import register
-from .common import exists, sections_text
+from .common import exists, is_dir, sections_text
 
 SECTIONS = ("INDICATION", "COMPARISON", "FINDINGS", "IMPRESSION")
 
@@ -98,7 +98,7 @@ def _csv(uri: str) -> list[dict]:
 
 def _discover_kaggle(label: str, root: str, opts: dict, out: Discovery) -> None:
     reports = {r["uid"]: r for r in _csv(join(root, "indiana_reports.csv"))}
-    folder = next((f for f in ("images/images_normalized", "images_normalized", "images") if _has_dir(join(root, f))), "")
+    folder = next((f for f in ("images/images_normalized", "images_normalized", "images") if is_dir(join(root, f))), "")
     records, used = [], set()
     for p in _csv(join(root, "indiana_projections.csv")):
         report = reports.get(p["uid"])
@@ -115,19 +115,12 @@ def _discover_kaggle(label: str, root: str, opts: dict, out: Discovery) -> None:
     out.chunks += _chunked(label, root, records, opts["files_per_chunk"])
 
 
-def _has_dir(uri: str) -> bool:
-    import pyarrow.fs as pafs
-
-    fs, path = filesystem(uri)
-    return fs.get_file_info(path).type == pafs.FileType.Directory
-
-
 @register("openi")
 def discover(label: str, root: str, opts: dict) -> Discovery:
     out = Discovery()
     if exists(join(root, "indiana_projections.csv")) and exists(join(root, "indiana_reports.csv")):
         _discover_kaggle(label, root, opts, out)
-    elif _has_dir(join(root, "ecgen-radiology")) or exists(join(root, "NLMCXR_reports.tgz")):
+    elif is_dir(join(root, "ecgen-radiology")) or exists(join(root, "NLMCXR_reports.tgz")):
         _discover_nlm(label, root, opts, out)
     else:
         raise FileNotFoundError(f"openi: the given folder holds neither ecgen-radiology/ (or NLMCXR_reports.tgz) nor "

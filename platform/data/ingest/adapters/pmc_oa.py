@@ -13,11 +13,9 @@ byte ranges; a line that is not a JSON object is "manifest_row_malformed".
 """
 from __future__ import annotations
 
-import posixpath
-
-from ..sources import Discovery, filesystem, join, manifest_chunks, row_transform
+from ..sources import Discovery, join, manifest_chunks, row_transform
 from . import register
-from .common import exists, stat_of
+from .common import exists, is_dir, stat_of
 
 FILES = (("train.jsonl", "train"), ("valid.jsonl", "eval"), ("test.jsonl", "eval"), ("pmc_oa.jsonl", ""),
          ("pmc_oa_beta.jsonl", ""))
@@ -32,17 +30,11 @@ def pmc_oa_row(row: dict, chunk: dict):
     return image, caption if isinstance(caption, str) else None, given
 
 
-def _is_dir(uri: str) -> bool:
-    import pyarrow.fs as pafs
-
-    fs, path = filesystem(uri)
-    return fs.get_file_info(path).type == pafs.FileType.Directory
-
 
 @register("pmc-oa")
 def discover(label: str, root: str, opts: dict) -> Discovery:
     out = Discovery()
-    images = join(root, "images") if _is_dir(join(root, "images")) else root
+    images = join(root, "images") if is_dir(join(root, "images")) else root
     for name, split in FILES:
         uri = join(root, name)
         if exists(uri):

@@ -20,9 +20,9 @@ own group. A caption line without a dlinks entry is "manifest_row_malformed".
 """
 from __future__ import annotations
 
-from ..sources import Discovery, filesystem, join, manifest_chunks, read_bytes, row_transform
+from ..sources import Discovery, join, manifest_chunks, read_bytes, row_transform
 from . import register
-from .common import csv_table, exists, stat_of
+from .common import csv_table, exists, is_dir, stat_of
 
 V1_SPLITS = (("train", "train"), ("validation", "eval"), ("test", "eval"))
 V2_SPLITS = (("train", "train"), ("valid", "eval"), ("test", "eval"))
@@ -73,7 +73,7 @@ def rocov2_row(row: dict, chunk: dict):
 @register("roco")
 def discover(label: str, root: str, opts: dict) -> Discovery:
     out = Discovery()
-    data = join(root, "data") if _is_dir(join(root, "data")) else root
+    data = join(root, "data") if is_dir(join(root, "data")) else root
     for folder, split in V1_SPLITS:
         radiology = join(data, f"{folder}/radiology")
         if exists(join(radiology, "captions.txt")):
@@ -90,10 +90,3 @@ def discover(label: str, root: str, opts: dict) -> Discovery:
         raise FileNotFoundError(f"roco: the given folder has neither data/<split>/radiology/captions.txt (ROCO) nor "
                                 "<split>_captions.csv (ROCOv2)")
     return out
-
-
-def _is_dir(uri: str) -> bool:
-    import pyarrow.fs as pafs
-
-    fs, path = filesystem(uri)
-    return fs.get_file_info(path).type == pafs.FileType.Directory
