@@ -320,3 +320,41 @@ def test_discover_folder_counts_everything(tmp_path):
     assert [len(c["files"]) for c in found.chunks] == [1, 1]
     assert sorted(r for _, r in found.rejects) == ["hidden_path", "orphan_caption", "unsupported_file"]
     assert discover("folder-y", str(tmp_path / "nope"), opts).rejects == [("folder-y", "missing_file")]
+
+
+def test_parquet_chunks_read_their_row_group_slice_only(tmp_path):
+    import pyarrow as pa
+
+    from radisim.platform.data.ingest import manifests as mf
+
+    p = tmp_path / "m.parquet"
+    table = pa.table({"filepath": [f"{i}.png" for i in range(10)], "title": [f"c{i}" for i in range(10)],
+                      "blob": [b"x" * 100] * 10})
+    pq.write_table(table, p, row_group_size=4)
+    plan = mf.plan_parquet(str(p), 3)
+    assert plan == [(0, 0, 3), (0, 3, 4), (1, 0, 3), (1, 3, 4), (2, 0, 2)]
+    rows = [r for g, a, b in plan for r in mf.read_parquet_slice(str(p), g, a, b, ["filepath", "title"])]
+    assert [r["filepath"] for r in rows] == [f"{i}.png" for i in range(10)] and "blob" not in rows[0]
+
+
+def test_tar_members_and_non_utf8_text_are_counted(tmp_path):
+    from radisim.platform.data.ingest.sources import Item, iter_items
+
+    shard = tmp_path / "s.tar"
+    with tarfile.open(shard, "w") as tar:
+        def add(name, data, kind=tarfile.REGTYPE):
+            info = tarfile.TarInfo(name)
+            info.type, info.size = kind, len(data)
+            tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add("a.png", _png(_noise(1)))
+        add("a.txt", b"CT of the chest")
+        add("b.png", _png(_noise(2)))
+        add("b.txt", "thorax, \xe9panchement".encode("latin-1"))
+        add(".hidden.png", b"x")
+        add("c.cls", b"1")
+        add("link.png", b"", tarfile.SYMTYPE)
+    out = list(iter_items({"kind": "tar", "source": "wds-x", "uri": str(shard)}, {}))
+    reasons = sorted(o[1] for o in out if isinstance(o, tuple))
+    assert reasons == ["caption_not_utf8", "tar_member_hidden", "tar_member_not_file", "tar_member_unsupported"]
+    items = [o for o in out if isinstance(o, Item)]
+    assert [i.caption for i in items] == ["CT of the chest"] and items[0].key.endswith("!a")
