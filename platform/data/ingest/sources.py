@@ -370,8 +370,8 @@ def _given(row: dict, chunk: dict, skip: set[str]) -> dict:
     return out
 
 
-def _manifest_rows(chunk: dict) -> Iterator[tuple[int, Optional[dict]]]:
-    """(row position, row or None when malformed) of one chunk."""
+def _manifest_rows(chunk: dict) -> Iterator[tuple[str, Optional[dict]]]:
+    """(row position "<byte offset or row group>+<i>", row or None when malformed) of one chunk."""
     from . import manifests as mf
 
     uri, fmt = chunk["uri"], chunk["format"]
@@ -380,18 +380,18 @@ def _manifest_rows(chunk: dict) -> Iterator[tuple[int, Optional[dict]]]:
         wanted = None if chunk.get("row") else (
             list(chunk["columns"].values()) + list(TAG_NAMES) + list((chunk.get("tag_columns") or {}).values()))
         for i, row in enumerate(mf.read_parquet_slice(uri, g, a, b, wanted)):
-            yield a + i, row
+            yield f"g{g}+{a + i}", row
         return
     a, b = chunk["range"]
     if fmt == "jsonl":
         for i, row in enumerate(mf.read_jsonl_range(uri, a, b)):
-            yield a * 1000 + i, row
+            yield f"{a}+{i}", row
         return
     rows, bad = mf.read_csv_range(uri, a, b, chunk["header"], chunk["sep"])
     for i, row in enumerate(rows):
-        yield a * 1000 + i, row
+        yield f"{a}+{i}", row
     for j in range(bad):
-        yield a * 1000 + len(rows) + j, None
+        yield f"{a}+malformed{j}", None
 
 
 #: Row transforms of adapters whose index is a manifest (CheXpert's train.csv, MIMIC's metadata CSV...):

@@ -31,7 +31,7 @@ from typing import Optional
 from radisim.curriculum.phases import PHASES
 
 from .adapters import discover_source
-from .phi import check_outside, resolve_salt
+from .phi import check_outside, public_key, resolve_salt
 from .records import STAGED_FIELDS, process_chunk, schema
 from .sources import chunk_id
 
@@ -254,8 +254,6 @@ def run_ingest(sources: list[str], out_dir: str, ingest, ray_cfg=None, tracking=
     chunks: dict[str, dict] = {}
     discovery_rejects: list[tuple[str, str]] = []
     labels = []
-    from .phi import public_key
-
     for source in sources:
         kind, label, found = discover_source(source, opts, salt)
         labels.append({"label": label, "kind": kind, "chunks": len(found.chunks)})
