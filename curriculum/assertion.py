@@ -10,7 +10,9 @@ The algorithm of ConText (Harkema et al., J Biomed Inform 2009), itself NegEx's 
   items of a list that "or"/"nor" closes share one clause ("no pneumothorax, effusion or pneumonia");
 - pseudo-triggers contain a trigger word but assert nothing ("no change in the large effusion",
   "not only"): they are matched first (longest match wins) and govern nothing;
-- uncertainty wins over negation ("no definite ... cannot be excluded" is uncertain).
+- the nearest pre-trigger and the nearest post-trigger decide; uncertainty wins over negation
+  ("no definite ... cannot be excluded" is uncertain);
+- two present findings offered as alternatives ("scarring or atelectasis") are both uncertain.
 
 Measured against medspacy's ConText on the gold set in docs/reports.md; these rules were kept.
 """
@@ -54,7 +56,11 @@ class AssertionRules:
                 (t for t, k in self.kinds.items() if "neg_pre" in k), key=len, reverse=True)) + r")(?![\w-])")
 
     def triggers(self, text: str) -> list[Trigger]:
-        return [Trigger(m.start(), m.end(), self.kinds[m.group(1)]) for m in self.trigger_re.finditer(text)]
+        from radisim.curriculum.tagger import PhraseMatcher, tokenize
+
+        if not hasattr(self, "_matcher"):
+            self._matcher = PhraseMatcher(self.kinds)
+        return [Trigger(a, b, self.kinds[t]) for a, b, t in self._matcher.find(tokenize(text))]
 
     def assert_all(self, text: str, spans: list[tuple[int, int]]) -> list[str]:
         """Assertion of each finding span of `text` (lower case, one sentence)."""
@@ -62,16 +68,17 @@ class AssertionRules:
             return []
         triggers = [t for t in self.triggers(text) if t.kinds]
         cuts = [(m.start(), m.end(), m.group(0)) for m in self.breaker_re.finditer(text)]
-        return [self._assert(text, s, e, triggers, cuts) for s, e in spans]
+        out = [self._assert(text, s, e, triggers, cuts) for s, e in spans]
+        return _alternatives(text, spans, out)
 
     def _assert(self, text: str, start: int, end: int, triggers: list[Trigger], cuts) -> str:
+        """The nearest pre-trigger before and the nearest post-trigger after, within the clause."""
         lo, hi = self._clause(text, start, end, cuts)
-        kinds: set = set()
-        for t in triggers:
-            if lo <= t.start and t.end <= start and _words(text, t.end, start) <= self.window:
-                kinds |= {k for k in t.kinds if k.endswith("_pre")}
-            elif end <= t.start and t.end <= hi and _words(text, end, t.start) <= self.window:
-                kinds |= {k for k in t.kinds if k.endswith("_post")}
+        pre = [t for t in triggers if lo <= t.start and t.end <= start and any(k.endswith("_pre") for k in t.kinds)
+               and _words(text, t.end, start) <= self.window]
+        post = [t for t in triggers if end <= t.start and t.end <= hi and any(k.endswith("_post") for k in t.kinds)
+                and _words(text, end, t.start) <= self.window]
+        kinds = (pre[-1].kinds if pre else frozenset()) | (post[0].kinds if post else frozenset())
         if kinds & {"unc_pre", "unc_post"}:
             return UNCERTAIN
         return ABSENT if kinds & {"neg_pre", "neg_post"} else PRESENT
@@ -92,6 +99,17 @@ class AssertionRules:
 
 
 _OR = re.compile(r"(?<![\w-])(?:or|nor)(?![\w-])")
+_ALTERNATIVE = re.compile(r"\s*,?\s*(?:or|and/or|versus|vs\.?)\s+(?:[\w-]+\s+){0,2}")
+
+
+def _alternatives(text: str, spans: list[tuple[int, int]], out: list[str]) -> list[str]:
+    """Two findings offered as alternatives ("scarring or atelectasis") are each uncertain."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i])
+    result = list(out)
+    for i, j in zip(order, order[1:]):
+        if out[i] == out[j] == PRESENT and _ALTERNATIVE.fullmatch(text, spans[i][1], spans[j][0]):
+            result[i] = result[j] = UNCERTAIN
+    return result
 
 
 def _words(text: str, a: int, b: int) -> int:

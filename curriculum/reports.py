@@ -6,7 +6,8 @@ phase (curriculum.phases.PHASES), so that one real study feeds several phases as
 - the text is split into sections (`LABEL: text` lines or inline `FINDINGS: ...` headers, names in
   `vocab/sections.yaml`); sections that describe the request, the patient or an earlier study
   (indication, history, comparison, recommendation, note by default) are dropped; text before any
-  header is one unlabelled section, so a figure caption is a one-section report;
+  header is one unlabelled section, so a figure caption is a one-section report; so are sentences
+  that describe no image content ("Recommend CT for further evaluation.", `non_image` there);
 - each kept section is split into sentences (not at "Dr.", "Mr.", "e.g.", decimals or list numbers),
   and each sentence is tagged on its own (curriculum/tagger.py), findings with their assertions;
 - the **localization, abnormality and grading captions** are the report's sentences of that phase,
@@ -26,11 +27,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from radisim.curriculum.phases import MODALITIES, PHASES
-from radisim.curriculum.tagger import Tags, Vocabulary, load_vocabulary, tag_caption
+from radisim.curriculum.tagger import PhraseMatcher, Tags, Vocabulary, load_vocabulary, tag_caption, tokenize
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,20 @@ def report_sentences(text: str, drop_sections: Iterable[str] = DROP_SECTIONS,
     """The tagged sentences of the kept sections, in report order."""
     vocab = vocab or load_vocabulary()
     drop = {str(d).lower() for d in drop_sections}
-    return [Sentence(s, name, tag_caption(s, vocab=vocab))
+    return [Sentence(s, name, _NO_PHASE if _non_image(s, vocab) else tag_caption(s, vocab=vocab))
             for name, body in split_sections(str(text or ""), vocab) if name not in drop
             for s in split_sentences(body)]
+
+
+_NO_PHASE = Tags(phase=None)
+
+
+def _non_image(sentence: str, vocab: Vocabulary) -> bool:
+    """A recommendation or a remark on another study ("Recommend CT.", "Correlate with prior films.")."""
+    matcher = getattr(vocab, "_non_image_matcher", None)
+    if matcher is None:
+        matcher = vocab._non_image_matcher = PhraseMatcher(vocab.raw["sections"]["non_image"])
+    return bool(matcher.find(tokenize(sentence.lower())))
 
 
 # ------------------------------------------------------------------------------------------ study facts
@@ -231,23 +243,41 @@ def captions_of(sentences: list[Sentence], facts: StudyFacts, vocab: Optional[Vo
     vocab = vocab or load_vocabulary()
     out = []
     for phase in PHASES:
-        own = [s.text for s in sentences if s.tags.phase == phase]
+        own = [s for s in sentences if s.tags.phase == phase]
         coarse = phase in ("modality", "anatomy")
         if coarse and (not own or ("modality" if phase == "modality" else "anatomy") in facts.from_meta
                        or (phase == "anatomy" and "view" in facts.from_meta)):
             caption = coarse_caption(phase, facts, vocab)
+            tags = [tag_caption(caption, vocab=vocab)] if caption else []
         else:
-            caption = " ".join(own)
+            caption = " ".join(s.text for s in own)
+            tags = [s.tags for s in own]
         if caption:
-            out.append(PhaseCaption(phase, caption, _caption_tags(caption, phase, facts, vocab)))
+            out.append(PhaseCaption(phase, caption, _caption_tags(tags, phase, facts)))
     return out
 
 
-def _caption_tags(caption: str, phase: str, facts: StudyFacts, vocab: Vocabulary) -> Tags:
-    t = tag_caption(caption, vocab=vocab)
-    granularities = tuple(g for g in PHASES[:PHASES.index(phase) + 1] if g in t.granularities or g == phase)
-    return replace(t, phase=phase, granularities=granularities, modality=facts.modality or t.modality,
-                   anatomy=facts.anatomy or t.anatomy, view=facts.view or t.view)
+def _caption_tags(tags: list[Tags], phase: str, facts: StudyFacts) -> Tags:
+    """The Tags of a caption made of sentences with `tags` (merged, not re-tagged), at `phase`, with
+    the study's modality, anatomy and view."""
+    def first(field: str) -> str:
+        return next((getattr(t, field) for t in tags if getattr(t, field)), "")
+
+    def union(field: str) -> tuple:
+        return tuple(dict.fromkeys(v for t in tags for v in getattr(t, field)))
+
+    present = union("findings")
+    uncertain = tuple(f for f in union("uncertain") if f not in present)
+    negated = tuple(f for f in union("negated") if f not in present and f not in uncertain)
+    found = set(union("granularities"))
+    granularities = tuple(g for g in PHASES[:PHASES.index(phase) + 1] if g in found or g == phase)
+    finding = present[0] if present else ("none" if any(t.finding for t in tags) else "")
+    return Tags(phase=phase, granularities=granularities, modality=facts.modality or first("modality"),
+                anatomy=facts.anatomy or first("anatomy"), view=facts.view or first("view"),
+                organs=tuple(sorted(set(union("organs")))), target_organ=first("target_organ"),
+                target_region=first("target_region"), finding=finding, findings=present, negated=negated,
+                subtype=first("subtype"), grade=first("grade"), uncertain=uncertain, regions=union("regions"),
+                mentions=union("mentions"))
 
 
 def tag_report(text: str, meta: Optional[StudyMeta] = None, *,

@@ -11,6 +11,7 @@ JOBS = {
     "demo": "demo",
     "evaluate": "evaluate",
     "ablate": "ablate",
+    "tag": "tag",
 }
 
 

@@ -142,10 +142,12 @@ def build_mixed_folder(root: Path) -> dict:
                      "caption_empty": 1, "caption_too_long": 1, "caption_missing": 2, "missing_file": 1,
                      "orphan_caption": 1, "unsupported_file": 1, "hidden_path": 1, "caption_not_utf8": 1,
                      "tar_member_unsupported": 1,
-                     # dup2.png, and the MNI152 (symmetric) template's sagittal slices at 20% and 80% mirror
-                     "duplicate": 2},
+                     # dup2.png (same pixels and caption as cxr.png), and the MNI152 (symmetric) template's
+                     # sagittal slices at 20% and 80% mirror; counted per row: an image has one row per phase
+                     # caption (curriculum/reports.py), and dedup is on (image content, caption)
+                     "duplicate": None},
         # 2 real + 3 phi + dx, 2 nifti x 9 slices, cxr, knee, dup, dup2, 2 wds, 13 csv
-        "rows_before_dedup": 6 + 18 + 4 + 2 + 13,
+        "images_before_dedup": 6 + 18 + 4 + 2 + 13, "duplicate_images": 2,
     }
 
 
@@ -191,8 +193,9 @@ def test_card_adds_up(ingested):
     tmp, out, expected, _ = ingested
     card = json.loads((out / "data_card.json").read_text())
     assert card["balanced"]
-    assert {r: v["count"] for r, v in card["rejected"].items()} == expected["rejected"]
-    assert card["kept"] == expected["rows_before_dedup"] - 2
+    got = {r: v["count"] for r, v in card["rejected"].items()}
+    assert got["duplicate"] >= expected["duplicate_images"]
+    assert {**got, "duplicate": None} == expected["rejected"]
     assert not list((out / "_staging").glob("*.parquet"))  # staged rows cleaned up once written
     assert card["inputs"] + card["expanded"] == card["kept"] + card["rejected_total"]
     mapping = key_map(tmp)
@@ -203,17 +206,26 @@ def test_card_adds_up(ingested):
     assert len(rows) == card["kept"] == sum(c["rows"] for c in card["counts"])
     assert len({(r["content_hash"], r["caption"]) for r in rows}) == len(rows)
     assert not any("mixed" in r["source"] or "/" in r["source_key"] for r in rows)
+    # one row per (image, phase caption): each image once per phase, its rows share its hash
+    assert len({r["source_key"] for r in rows}) == expected["images_before_dedup"] - expected["duplicate_images"]
+    assert len({(r["source_key"], r["phase"]) for r in rows}) == len(rows)
+    # dup.png: cxr.png's pixels under another caption, so its own rows (their captions differ)
+    assert len({r["content_hash"] for r in rows}) == len({r["source_key"] for r in rows}) - 1
     for r in rows:
         assert r["phase"] in PHASES and r["phase_index"] == PHASE_INDEX[r["phase"]]
         img = Image.open(io.BytesIO(r["image"]))
         assert img.mode == "L" and min(img.size) >= 8
-    by_key = {original(mapping, r).rsplit("!", 1)[-1].split("#")[0]: r for r in rows}
+    by_key = {}  # each image's finest phase caption row, by its original path
+    for r in sorted(rows, key=lambda r: r["phase_index"]):
+        by_key[original(mapping, r).rsplit("!", 1)[-1].split("#")[0]] = r
     assert by_key["ct_small.dcm"]["modality"] == "CT" and by_key["ct_small.dcm"]["phase"] == "abnormality"
     assert by_key["phi0.dcm"]["phase"] == "grading" and by_key["phi0.dcm"]["view"] == "axial"
     assert by_key["dx.dcm"]["modality"] == "DR" and by_key["dx.dcm"]["view"] == "frontal"
     assert {r["view"] for r in rows if original(mapping, r).startswith("mni.nii.gz")} == {"axial", "sagittal", "coronal"}
     assert by_key["dup.png"]["content_hash"] == by_key["cxr.png"]["content_hash"]  # two captions, two rows
     assert by_key["s2"]["phase"] == "anatomy"          # tag from the WebDataset json
+    assert [r["phase"] for r in rows if original(mapping, r).endswith("!s2")] == ["anatomy"]  # a given phase: one row
+    assert {r["modality"] for r in rows if original(mapping, r) == "ct_small.dcm"} == {"CT"}
     # one patient's studies stay in one split; the salted key is not the raw id
     p1 = {r["patient_key"] for r in rows if original(mapping, r) in ("phi0.dcm", "phi1.dcm")}
     assert len(p1) == 1 and "P1" not in next(iter(p1))
@@ -248,7 +260,9 @@ def test_no_phi_anywhere(ingested):
     client = MlflowClient(f"sqlite:///{tmp}/m.db")
     runs = client.search_runs([client.get_experiment_by_name("radisim-cl").experiment_id])
     run = runs[0]
-    assert run.data.metrics["kept"] > 0 and run.data.metrics["rejected/duplicate"] == 2
+    card = json.loads((out / "data_card.json").read_text())
+    assert run.data.metrics["kept"] > 0
+    assert run.data.metrics["rejected/duplicate"] == card["rejected"]["duplicate"]["count"] >= 2
     assert "data_card.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
     for value in planted:
         assert value not in json.dumps(run.data.params) + json.dumps(run.data.tags)

@@ -14,7 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from radisim.curriculum.phases import PHASE_INDEX
+from radisim.curriculum.phases import PHASE_INDEX, PHASES
+from radisim.curriculum.reports import PhaseCaption, StudyMeta, normalise_body_part, phase_captions
 from radisim.curriculum.tagger import tag_caption
 from radisim.platform.data import imaging as im
 
@@ -58,7 +59,21 @@ def check_caption(caption: Optional[str], max_chars: int) -> tuple[Optional[str]
 
 
 def _anatomy_from_body_part(body_part: Optional[str]) -> str:
-    return tag_caption(body_part).anatomy if body_part else ""
+    return normalise_body_part(body_part) if body_part else ""
+
+
+def captions_for(caption: str, given: dict, meta: dict, extra: dict) -> list[PhaseCaption]:
+    """The phase captions of one image (curriculum/reports.py): one per phase its report supports.
+    A given `phase` tag is the user's own decision: the whole caption, at that phase, one row. The
+    user's or the dataset's modality/anatomy (body part)/view, else the image header's, are the
+    study's metadata."""
+    tags = {k: v for k, v in given.items() if k in TAG_NAMES and k not in ("patient", "study")}
+    if given.get("phase") in PHASES:
+        return [PhaseCaption(given["phase"], caption, tag_caption(caption, given=tags))]
+    study = StudyMeta(modality=given.get("modality") or extra.get("modality") or meta.get("modality") or "",
+                      body_part=given.get("anatomy") or given.get("body_part") or meta.get("anatomy") or "",
+                      view=given.get("view") or extra.get("view") or meta.get("view") or "")
+    return phase_captions(caption, study)
 
 
 def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tuple[np.ndarray, dict]], dict]:
@@ -95,40 +110,14 @@ def _reject_reason(err: im.ImagingError) -> str:
     return err.reason
 
 
-def _given_tags(item: Item) -> dict:
-    tags = {k: v for k, v in item.given.items() if k in TAG_NAMES and k not in ("patient", "study")}
-    if item.given.get("body_part") and not tags.get("anatomy"):
-        body_anatomy = _anatomy_from_body_part(item.given["body_part"])
-        if body_anatomy:
-            tags["anatomy"] = body_anatomy
-    return tags
-
-
-def _captions(item: Item, caption: str) -> list[tuple[str, str, object]]:
-    """[(phase, caption, Tags)] of one item. A report-bearing source (a dataset adapter: reports,
-    figure captions, templated labels) goes through the report parser, one caption per phase
-    (`curriculum.reports.phase_captions`, with the source's modality/body part/view as StudyMeta);
-    a user's own caption (generic sources) is already one phase-aligned caption and is tagged as is."""
-    if item.report:
-        from radisim.curriculum.reports import StudyMeta, phase_captions
-
-        g = item.given
-        meta = StudyMeta(modality=g.get("modality", ""), body_part=g.get("body_part", "") or g.get("anatomy", ""),
-                         view=g.get("view", ""))
-        return [(pc.phase, pc.caption, pc.tags) for pc in phase_captions(caption, meta)]
-    tags = tag_caption(caption, given=_given_tags(item))
-    return [(tags.phase, caption, tags)] if tags.phase is not None else []
-
-
 def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list) -> int:
-    """Append the item's rows, one per (image, phase caption), or one reject. Returns how many
-    outputs (rows and per-frame rejects) beyond one it expanded to."""
+    """Append the item's rows (one per image and phase caption) or rejects. Returns how many entries
+    (rows + rejects) beyond one it expanded to."""
     caption, reason = check_caption(scrub_report(item.caption), opts["max_caption_chars"])
     if reason:
         rejects.append((item.key, reason))
         return 0
-    captions = _captions(item, caption)
-    if not captions:
+    if not captions_for(caption, item.given, {}, {}) and item.kind != "dicom":  # a header may add phases
         rejects.append((item.key, "caption_untagged"))
         return 0
     try:
@@ -147,41 +136,42 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
                                               if given_patient else None)
     study_key = meta.get("study_key") or (im.salted_key(f"{source}|{given_study}", salt, "study")
                                           if given_study else None)
-    outputs = 0
+    added = 0
     for i, (arr, extra) in enumerate(images):
         key = item.key if len(images) == 1 else f"{item.key}[{extra.get('view', 'frame')}{i}]"
-        if min(arr.shape) < opts["min_side"] or int(arr.max()) == int(arr.min()):
-            rejects.append((key, "image_too_small" if min(arr.shape) < opts["min_side"] else "image_blank"))
-            outputs += 1
+        captions = captions_for(caption, item.given, meta, extra)
+        reason = ("caption_untagged" if not captions else "image_too_small" if min(arr.shape) < opts["min_side"]
+                  else "image_blank" if int(arr.max()) == int(arr.min()) else None)
+        if reason:
+            rejects.append((key, reason))
+            added += 1
             continue
         arr = im.fit_side(arr, opts["max_side"], extra.get("spacing"))
         content_hash = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
         png = im.encode_png(arr)
-        for phase, text, tags in captions:
-            row = tags.as_row()
+        for pc in captions:  # one row per (image, phase caption); they share the image's hash and id
+            row = pc.tags.as_row()
             row.pop("findings"), row.pop("negated")
-            row_key = key if len(captions) == 1 else f"{key}/{phase}"
             row.update(
-                image_id=f"{source}-{hashlib.sha256(row_key.encode()).hexdigest()[:16]}",
-                image=png, caption=text, phase=phase, phase_index=PHASE_INDEX[phase],
+                image_id=f"{source}-{hashlib.sha256(key.encode()).hexdigest()[:16]}",
+                image=png, caption=pc.caption, phase_index=PHASE_INDEX[pc.phase],
                 finding_region="", source=source, source_key=key.split(":", 1)[-1] if ":" in key else key,
                 content_hash=content_hash, patient_key=patient_key, study_key=study_key,
                 group_key=patient_key or study_key or meta.get("group_key") or content_hash,
                 width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
                 split_hint=item.given.get("split") or "",
-                dedup_key=hashlib.sha256(f"{content_hash}|{text}".encode()).hexdigest(),
+                dedup_key=hashlib.sha256(f"{content_hash}|{pc.caption}".encode()).hexdigest(),
             )
-            # the image header is more reliable than the caption for modality and view; the caption's
-            # anatomy wins over BodyPartExamined, which fills it when the caption names none
+            # a user's given tag wins; else the study's facts (header first) are already in the tags
             for k in ("modality", "view"):
                 value = extra.get(k) or meta.get(k)
-                if value and not item.given.get(k):
+                if value and not item.given.get(k) and not row[k]:
                     row[k] = value
             if not row["anatomy"] and meta.get("anatomy"):
                 row["anatomy"] = meta["anatomy"]
             rows.append(row)
-            outputs += 1
-    return outputs - 1
+            added += 1
+    return added - 1
 
 
 def _public(item: Item, salt: str, key_map: Optional[list]) -> Item:

@@ -269,9 +269,6 @@ class Item:
     #: tags (TAG_NAMES) and metadata (META_NAMES) from the source: modality, anatomy, body_part, view,
     #: patient, study, split ("train" | "eval"), ...
     given: dict = field(default_factory=dict)
-    #: True for a dataset adapter's report or figure caption: it goes through the report parser
-    #: (one caption per phase); False for a user's own phase-aligned caption.
-    report: bool = False
 
 
 class NotUtf8(Exception):
@@ -304,8 +301,8 @@ def iter_items(chunk: dict, opts: dict) -> Iterator[Item | tuple[str, str]]:
     yield from READERS[chunk["kind"]](chunk, opts)
 
 
-def _file_item(key: str, uri: str, caption: Optional[str], given: dict, report: bool = False) -> Item:
-    return Item(key, IMAGE_EXTS.get(ext_of(uri), "image"), lambda u=uri: read_bytes(u), caption, given, report)
+def _file_item(key: str, uri: str, caption: Optional[str], given: dict) -> Item:
+    return Item(key, IMAGE_EXTS.get(ext_of(uri), "image"), lambda u=uri: read_bytes(u), caption, given)
 
 
 @reader("files")
@@ -356,7 +353,7 @@ def _record_items(chunk: dict, opts: dict) -> Iterator[Item | tuple[str, str]]:
             if caption == "\0not_utf8":
                 yield (key, "caption_not_utf8")
                 continue
-        yield _file_item(key, join(base, r["path"]), caption, r.get("given") or {}, bool(chunk.get("report")))
+        yield _file_item(key, join(base, r["path"]), caption, r.get("given") or {})
 
 
 def _given(row: dict, chunk: dict, skip: set[str]) -> dict:
@@ -422,8 +419,7 @@ def _manifest_items(chunk: dict, opts: dict) -> Iterator[Item | tuple[str, str]]
                 yield (key, out)
             else:
                 ref, caption, given = out
-                yield _file_item(f"{src}:{ref}", join(base, ref), caption, {**(chunk.get("given") or {}), **given},
-                                 bool(chunk.get("report")))
+                yield _file_item(f"{src}:{ref}", join(base, ref), caption, {**(chunk.get("given") or {}), **given})
             continue
         if icol not in row or ccol not in row:
             yield (key, "manifest_missing_column")

@@ -64,8 +64,4 @@ def discover_source(text: str, opts: dict, salt: str) -> tuple[str, str, Discove
     """(kind, label, discovery) of one --source. The label is `<kind>-<salted hash of the location>`."""
     kind, location = parse_source(text)
     label = source_label(kind, location.rstrip("/"), salt)
-    found = ADAPTERS[kind](label, location.rstrip("/") or location, opts)
-    if kind not in GENERIC:
-        for chunk in found.chunks:  # a dataset's text is a report (or figure caption): one caption per phase
-            chunk["report"] = True
-    return kind, label, found
+    return kind, label, ADAPTERS[kind](label, location.rstrip("/") or location, opts)
