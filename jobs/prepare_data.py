@@ -59,7 +59,7 @@ def prepare_sources(cfg: JobConfig, sources: list[str], out: str) -> dict:
         print(f"{out}: up to date ({result.reused_chunks} chunks, nothing to do)")
     else:
         print(f"{out}: staged {result.staged_chunks} chunks, reused {result.reused_chunks}")
-    print(f"inputs {card['inputs']} (+{card['expanded']} extra slices/frames) -> kept {card['kept']}, "
+    print(f"inputs {card['inputs']} (+{card['expanded']} extra rows: slices, frames, phase captions) -> kept {card['kept']}, "
           f"rejected {card['rejected_total']}: " + ", ".join(f"{r} {v['count']}" for r, v in card["rejected"].items()))
     for split in ("train", "eval"):
         s = card["splits"][split]
