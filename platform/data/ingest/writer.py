@@ -303,7 +303,8 @@ def run_ingest(sources: list[str], out_dir: str, ingest, ray_cfg=None, tracking=
         "rejected_total": n_rejected,
         "balanced": inputs + expanded == kept + n_rejected,
         "accounting": "inputs (images, manifest rows, tar samples and members, listed files; a volume or "
-                      "multi-frame DICOM counts once) + expanded (its extra slices, frames and phase-caption rows) == kept + rejected_total",
+                      "multi-frame DICOM counts once) + expanded (its extra slices, frames and phase-caption "
+                      "rows) == kept + rejected_total",
         "keys": "source labels, source_key, image_id and reject samples are salted hashes (data.ingest.key_map "
                 "maps them back, outside this folder)",
         "official_split_overridden": stats.pop("official_split_overridden"),
