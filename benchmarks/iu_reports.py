@@ -1,8 +1,8 @@
 """The 3,955 Indiana University chest X-ray reports (OpenI; Demner-Fushman et al., JAMIA 2016) that ship
 inside the `torchxrayvision==1.5.7` wheel as `torchxrayvision/data/NLMCXR_reports.tgz`.
 
-Layout (read from the archive itself, as torchxrayvision's `Openi_Dataset` reads it): one
-`ecgen-radiology/<n>.xml` per report; the report text is `MedlineCitation/Article/Abstract/AbstractText`
+Layout: the archive OpenI distributes (https://openi.nlm.nih.gov/imgs/collections/NLMCXR_reports.tgz),
+checked against the copy in the wheel: one `ecgen-radiology/<n>.xml` per report; the report text is `MedlineCitation/Article/Abstract/AbstractText`
 elements with a `Label` attribute (COMPARISON, INDICATION, FINDINGS, IMPRESSION), anonymised spans as
 "XXXX". Licence: CC BY-NC-ND 4.0 (each file's `licenseURL`): the text is not copied into this
 repository; the gold set refers to sentences by file name, index and hash.

@@ -57,11 +57,8 @@ class Sentence:
     tags: Tags
 
 
-def _drop_default() -> tuple[str, ...]:
-    return tuple(load_vocabulary().raw["sections"]["drop"])
-
-
-DROP_SECTIONS: tuple[str, ...] = ("indication", "history", "comparison", "recommendation", "note")
+#: The sections left out by default: `drop` in vocab/sections.yaml (data.ingest.drop_sections repeats it).
+DROP_SECTIONS: tuple[str, ...] = tuple(load_vocabulary().raw["sections"]["drop"])
 
 
 # ------------------------------------------------------------------------------------------ sections

@@ -279,37 +279,14 @@ def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = Non
     vocab = vocab or load_vocabulary()
     original = " ".join(str(caption or "").split())
     text = original.lower()  # the same character offsets as `original`
-    lower_only = original == text
     tokens = tokenize(text)
     structure = _matches(vocab.structure_m, vocab.structure, tokens)
     regions = [m for m in _matches(vocab.region_m, vocab.regions, tokens)
-               if not (m.term in vocab.acronyms and not _acronym_ok(original, m.start, m.end, lower_only))
+               if not (m.term in vocab.acronyms and not _acronym_ok(original, m.start, m.end, original == text))
                and not (any(k == "modality" for k, _ in m.entries) and _other_study(tokens, m.start, vocab))]
     findings = _with_patterns(_matches(vocab.finding_m, vocab.finding_terms, tokens), text, vocab)
-    devices = [m for m in findings if any(k == "device" for k, _ in m.entries)]
-    device_phrases = [_device_phrase(text, m, structure) for m in devices]
     anatomy_spans = [(m.start, m.end) for m in regions if any(k != "modality" for k, _ in m.entries)]
-
-    found: dict[str, list[str]] = {k: [] for k in ("modality", "region", "organ", "part", "view", "location",
-                                                   "quadrant")}
-    votes: Counter = Counter()
-    pure_regions: list[str] = []  # named by a region word that is not also an organ ("chest", not "spine")
-    for m in structure + regions:
-        if m in structure and any(k in ("location", "quadrant") for k, _ in m.entries) and (
-                _inside((m.start, m.end), device_phrases) or _inside((m.start, m.end), anatomy_spans)):
-            continue  # "left PICC line": where the device runs; "upper limb", "left atrium": a name
-        for kind, value in m.entries:
-            if value not in found[kind]:
-                found[kind].append(value)
-            if kind in ("region", "part"):
-                votes[value] += 1
-            elif kind == "organ":
-                votes[vocab.organ_region[value]] += 1
-        if any(k == "region" for k, _ in m.entries) and not any(k == "organ" for k, _ in m.entries):
-            pure_regions += [v for k, v in m.entries if k == "region" and v not in pure_regions]
-    if devices and len(devices) == len([f for f in findings if any(k != "normal" for k, _ in f.entries)]):
-        found["location"], found["quadrant"] = [], []  # a sentence about a device places the device
-
+    found, votes, anatomy = _structures(text, structure, regions, findings, anatomy_spans, vocab)
     grading = [g for g in vocab.grading_m.find(tokens) if not _inside(g[:2], anatomy_spans)]
     stated, mentions = _mentions(text, findings, structure, regions, vocab)
     attached = _attach_grading(text, grading, grade_spans(text, vocab), stated, vocab)
@@ -322,32 +299,15 @@ def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = Non
                if f not in present and f not in uncertain]
     on_present = [w for i, f in enumerate(mentions) if f.assertion == PRESENT for w in attached.get(i, [])]
     subtypes = [w for w in on_present if vocab.grading_terms.get(w) == "subtype"]
-    severities = [w for w in on_present if vocab.grading_terms.get(w) == "severity"]
     grades = [w for w in on_present if w not in vocab.grading_terms]
-
-    anatomy = (_first(pure_regions) or _first([vocab.organ_region[o] for o in found["organ"]])
-               or _first(found["region"]) or _first(found["part"]))
-    has_structure = bool(found["region"] or found["organ"] or found["part"])
-    granularities = []
-    if found["modality"]:
-        granularities.append("modality")
-    if has_structure or found["view"]:
-        granularities.append("anatomy")
-    if has_structure and (found["location"] or found["quadrant"]):
-        granularities.append("localization")
-    if mentions or normal:
-        granularities.append("abnormality")
-    if present and (subtypes or severities or grades):
-        granularities.append("grading")
+    granularities = _granularities(found, bool(mentions or normal), bool(on_present))
 
     given = {k: v for k, v in (given or {}).items() if v not in (None, "")}
-    phase = granularities[-1] if granularities else None
-    if given.get("phase") in PHASES:
-        phase = given["phase"]
+    phase = given["phase"] if given.get("phase") in PHASES else (granularities[-1] if granularities else None)
     finding = _first(present) or ("none" if (negated or uncertain or normal) else "")
     return Tags(
         phase=phase,
-        granularities=tuple(granularities),
+        granularities=granularities,
         modality=str(given.get("modality") or _first(found["modality"])),
         anatomy=str(given.get("anatomy") or anatomy),
         view=str(given.get("view") or _first(found["view"])),
@@ -363,6 +323,49 @@ def tag_caption(caption: str, given: Optional[Mapping[str, Optional[str]]] = Non
         regions=tuple(r for r, _ in votes.most_common()),
         mentions=tuple(mentions),
     )
+
+
+def _structures(text: str, structure: list[_Match], regions: list[_Match], findings: list[_Match],
+                anatomy_spans: list[tuple[int, int]], vocab: Vocabulary) -> tuple[dict, Counter, str]:
+    """(what the sentence names, by kind; region votes; its anatomy). Positional words of a device's
+    phrase ("left PICC line") or of an anatomy name ("upper limb", "left atrium") are no location."""
+    devices = [m for m in findings if any(k == "device" for k, _ in m.entries)]
+    device_phrases = [_device_phrase(text, m, structure) for m in devices]
+    found: dict[str, list[str]] = {k: [] for k in ("modality", "region", "organ", "part", "view", "location",
+                                                   "quadrant")}
+    votes: Counter = Counter()
+    pure_regions: list[str] = []  # named by a region word that is not also an organ ("chest", not "spine")
+    for m in structure + regions:
+        if m in structure and any(k in ("location", "quadrant") for k, _ in m.entries) and (
+                _inside((m.start, m.end), device_phrases) or _inside((m.start, m.end), anatomy_spans)):
+            continue
+        for kind, value in m.entries:
+            if value not in found[kind]:
+                found[kind].append(value)
+            if kind in ("region", "part"):
+                votes[value] += 1
+            elif kind == "organ":
+                votes[vocab.organ_region[value]] += 1
+        if any(k == "region" for k, _ in m.entries) and not any(k == "organ" for k, _ in m.entries):
+            pure_regions += [v for k, v in m.entries if k == "region" and v not in pure_regions]
+    if devices and len(devices) == len([f for f in findings if any(k != "normal" for k, _ in f.entries)]):
+        found["location"], found["quadrant"] = [], []  # a sentence about a device places the device
+    anatomy = (_first(pure_regions) or _first([vocab.organ_region[o] for o in found["organ"]])
+               or _first(found["region"]) or _first(found["part"]))
+    return found, votes, anatomy
+
+
+def _granularities(found: dict, states_findings: bool, graded: bool) -> tuple[str, ...]:
+    """Every granularity the sentence supports, coarse to fine (the module docstring's rules)."""
+    has_structure = bool(found["region"] or found["organ"] or found["part"])
+    supported = {
+        "modality": bool(found["modality"]),
+        "anatomy": has_structure or bool(found["view"]),
+        "localization": has_structure and bool(found["location"] or found["quadrant"]),
+        "abnormality": states_findings,
+        "grading": graded,  # a subtype, severity, grade or size attached to a present finding
+    }
+    return tuple(p for p in PHASES if supported[p])
 
 
 def _with_patterns(findings: list[_Match], text: str, vocab: Vocabulary) -> list[_Match]:

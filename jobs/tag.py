@@ -13,18 +13,18 @@ a sentence's "phase" is null when it describes no image content or names nothing
 An input that cannot be read (a JSONL line that is no object or has no "text") is reported on stderr
 with its line number and reason, counted in the closing summary, and makes the exit status 1.
 
-  radisim tag --input reports.jsonl > tags.jsonl
+  radisim tag --input reports.jsonl > tags.jsonl          # --config/--set as for prepare-data
   echo "FINDINGS: Small right pleural effusion. IMPRESSION: No pneumothorax." | radisim tag
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
 from typing import IO, Iterator, Optional
 
 from radisim.curriculum.reports import DROP_SECTIONS, StudyMeta, tag_report
+from radisim.jobs.common import job_parser, load_config
 
 META_FIELDS = ("modality", "body_part", "view")
 
@@ -69,16 +69,18 @@ def tag_stream(stream: IO[str], out: IO[str], drop_sections=DROP_SECTIONS, meta:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="radisim tag", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser("tag", __doc__)
     parser.add_argument("--input", metavar="FILE", help="reports, one per line (plain text or JSONL); default stdin")
     parser.add_argument("--output", metavar="FILE", help="JSONL output; default stdout")
-    parser.add_argument("--drop-sections", default=",".join(DROP_SECTIONS), metavar="NAMES",
-                        help=f"comma-separated report sections to ignore (default: {','.join(DROP_SECTIONS)})")
+    parser.add_argument("--drop-sections", metavar="NAMES",
+                        help=f"comma-separated report sections to ignore (default: data.ingest.drop_sections, "
+                             f"as prepare-data: {','.join(DROP_SECTIONS)})")
     for f in META_FIELDS:
         parser.add_argument(f"--{f.replace('_', '-')}", default="", help=f"study {f} for inputs that give none")
     args = parser.parse_args(argv)
-    drop = tuple(s.strip().lower() for s in args.drop_sections.split(",") if s.strip())
+    cfg = load_config(args)  # the same data.ingest settings prepare-data would use
+    names = args.drop_sections.split(",") if args.drop_sections is not None else cfg.data.ingest.drop_sections
+    drop = tuple(s.strip().lower() for s in names if s.strip())
     meta = StudyMeta(args.modality, args.body_part, args.view)
     src = open(args.input, encoding="utf-8") if args.input else sys.stdin
     dst = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout

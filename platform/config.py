@@ -85,6 +85,8 @@ class IngestConfig(Strict):
     min_side: int = Field(8, ge=1)
     #: Whole reports (MIMIC-CXR: median ~1,000 characters) fit; longer is "caption_too_long".
     max_caption_chars: int = Field(4000, ge=10)
+    #: Report sections that describe no image content, left out of the phase captions (curriculum/reports.py).
+    drop_sections: list[str] = ["indication", "history", "comparison", "recommendation", "note"]
     #: Work units: folder files / manifest rows per staged chunk (the unit of resume).
     files_per_chunk: int = Field(256, ge=1)
     rows_per_chunk: int = Field(2048, ge=1)

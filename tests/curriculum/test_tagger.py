@@ -94,3 +94,65 @@ def test_vocabulary_loads_and_is_documented():
     v = load_vocabulary()
     assert set(v.raw["modality"]) == {"CT", "MR", "DR"}
     assert "frontal lobe" in v.structure and "frontal" in v.structure
+
+
+# ---- issue 26, "Why": each failure seen on real report text, as a test
+
+@pytest.mark.parametrize("sentence, finding, assertion", [
+    ("Pneumonia is not seen.", "pneumonia", "absent"),
+    ("The right pleural effusion has resolved.", "pleural effusion", "absent"),
+    ("No change in the large right pleural effusion.", "pleural effusion", "present"),  # pseudo-negation
+    ("Not only a pneumothorax but also an effusion.", "pneumothorax", "present"),
+    ("Pneumonia cannot be excluded.", "pneumonia", "uncertain"),
+    ("Possible small left pleural effusion.", "pleural effusion", "uncertain"),
+    ("Findings may represent atelectasis.", "atelectasis", "uncertain"),
+    ("Opacity suggestive of pneumonia.", "pneumonia", "uncertain"),
+    ("No pneumothorax, but there is a small effusion.", "pleural effusion", "present"),  # "but" ends the scope
+    ("No pneumothorax however a right pleural effusion is present.", "pleural effusion", "present"),
+    ("No nodule which could explain the large effusion.", "pleural effusion", "present"),  # "which" ends it
+])
+def test_assertion_of_real_report_wordings(sentence, finding, assertion):
+    (mention,) = [m for m in tag_caption(sentence).mentions if m.finding == finding]
+    assert mention.assertion == assertion
+
+
+def test_title_mr_is_not_magnetic_resonance():
+    assert tag_caption("Mr. Jones was seen by Dr. Smith.").modality == ""
+    assert tag_caption("MR of the knee.").modality == "MR"
+    assert tag_caption("mri of the knee").modality == "MR"  # an all-lower-case caption still counts
+
+
+def test_small_bowel_is_anatomy_and_small_nodule_a_size():
+    bowel = tag_caption("Gas in the small bowel, no obstruction.")
+    assert bowel.phase == "abnormality" and bowel.anatomy == "abdomen" and bowel.grade == ""
+    nodule = tag_caption("Small nodule in the right upper lobe.")
+    assert nodule.phase == "grading" and nodule.mentions[0].severity == "small"
+
+
+def test_a_device_is_no_localization():
+    t = tag_caption("Left PICC line.")
+    assert t.phase == "abnormality" and "localization" not in t.granularities
+    assert t.mentions[0].finding == "support device" and t.mentions[0].location == "left"
+    assert tag_caption("The left lung base.").phase == "localization"  # a positional word on an organ still is
+
+
+def test_thoracic_spine_in_a_chest_report_is_a_finding_location():
+    from radisim.curriculum.reports import phase_captions
+
+    report = ("FINDINGS: The heart is normal in size. The lungs are clear. No pleural effusion. "
+              "Degenerative changes of the thoracic spine.")
+    caps = phase_captions(report)
+    assert {c.tags.anatomy for c in caps} == {"chest"}
+    spine = next(m for c in caps for m in c.tags.mentions if m.finding == "degenerative change")
+    assert spine.location == "thoracic spine"
+
+
+@pytest.mark.parametrize("caption, anatomy", [
+    ("Radiograph of the left shoulder.", "shoulder"), ("Lumbar spine radiograph.", "spine"),
+    ("AP pelvis radiograph.", "pelvis"), ("Radiograph of the right hand.", "upper limb"),
+    ("Radiograph of the ankle.", "lower limb"), ("Ultrasound of the neck.", "neck"),
+    ("Mammogram of the left breast.", "breast"), ("The heart is enlarged.", "chest"),
+    ("The pulmonary vasculature is normal.", "chest"),
+])
+def test_anatomy_beyond_the_phantom_regions(caption, anatomy):
+    assert tag_caption(caption).anatomy == anatomy

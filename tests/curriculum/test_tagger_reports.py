@@ -79,3 +79,12 @@ def test_tag_report_record():
     assert (s["section"], s["phase"]) == ("findings", "grading")
     assert s["findings"] == [{"term": "pleural effusion", "assertion": "present", "location": "right",
                               "severity": "small"}]
+
+
+def test_dropped_sections_are_configurable_and_one_default():
+    from radisim.curriculum.reports import DROP_SECTIONS
+    from radisim.platform.config import IngestConfig
+
+    assert tuple(IngestConfig().drop_sections) == DROP_SECTIONS  # prepare-data and `radisim tag` agree
+    kept = phase_captions(REPORT, drop_sections=("comparison",))  # the indication now counts
+    assert "evaluate for pneumonia" in " ".join(c.caption for c in kept).lower()

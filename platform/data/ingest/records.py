@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
 from radisim.curriculum.phases import PHASE_INDEX, PHASES
-from radisim.curriculum.reports import PhaseCaption, StudyMeta, normalise_body_part, phase_captions
+from radisim.curriculum.reports import DROP_SECTIONS, PhaseCaption, StudyMeta, normalise_body_part, phase_captions
 from radisim.curriculum.tagger import tag_caption
 from radisim.platform.data import imaging as im
 
@@ -62,7 +62,11 @@ def _anatomy_from_body_part(body_part: Optional[str]) -> str:
     return normalise_body_part(body_part) if body_part else ""
 
 
-def captions_for(caption: str, given: dict, meta: dict, extra: dict) -> list[PhaseCaption]:
+GIVEN_TAGS = ("modality", "anatomy", "view", "finding", "subtype", "grade")
+
+
+def captions_for(caption: str, given: dict, meta: dict, extra: dict,
+                 drop_sections: Iterable[str] = DROP_SECTIONS) -> list[PhaseCaption]:
     """The phase captions of one image (curriculum/reports.py): one per phase its report supports.
     A given `phase` tag is the user's own decision: the whole caption, at that phase, one row. The
     user's or the dataset's modality/anatomy (body part)/view, else the image header's, are the
@@ -73,7 +77,7 @@ def captions_for(caption: str, given: dict, meta: dict, extra: dict) -> list[Pha
     study = StudyMeta(modality=given.get("modality") or extra.get("modality") or meta.get("modality") or "",
                       body_part=given.get("anatomy") or given.get("body_part") or meta.get("anatomy") or "",
                       view=given.get("view") or extra.get("view") or meta.get("view") or "")
-    return phase_captions(caption, study)
+    return phase_captions(caption, study, drop_sections=drop_sections)
 
 
 def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tuple[np.ndarray, dict]], dict]:
@@ -117,7 +121,8 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
     if reason:
         rejects.append((item.key, reason))
         return 0
-    if not captions_for(caption, item.given, {}, {}) and item.kind != "dicom":  # a header may add phases
+    drop = opts.get("drop_sections", DROP_SECTIONS)
+    if not captions_for(caption, item.given, {}, {}, drop) and item.kind != "dicom":  # a header may add phases
         rejects.append((item.key, "caption_untagged"))
         return 0
     try:
@@ -139,7 +144,7 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
     added = 0
     for i, (arr, extra) in enumerate(images):
         key = item.key if len(images) == 1 else f"{item.key}[{extra.get('view', 'frame')}{i}]"
-        captions = captions_for(caption, item.given, meta, extra)
+        captions = captions_for(caption, item.given, meta, extra, drop)
         reason = ("caption_untagged" if not captions else "image_too_small" if min(arr.shape) < opts["min_side"]
                   else "image_blank" if int(arr.max()) == int(arr.min()) else None)
         if reason:
@@ -162,13 +167,15 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
                 split_hint=item.given.get("split") or "",
                 dedup_key=hashlib.sha256(f"{content_hash}|{pc.caption}".encode()).hexdigest(),
             )
-            # a user's given tag wins; else the study's facts (header first) are already in the tags
+            # the image header is more reliable than the text for modality and view; a user's given
+            # tags describe the study and win on each of its rows
             for k in ("modality", "view"):
                 value = extra.get(k) or meta.get(k)
-                if value and not item.given.get(k) and not row[k]:
+                if value and k not in item.given:
                     row[k] = value
             if not row["anatomy"] and meta.get("anatomy"):
                 row["anatomy"] = meta["anatomy"]
+            row.update({k: str(v) for k, v in item.given.items() if k in GIVEN_TAGS and v not in (None, "")})
             rows.append(row)
             added += 1
     return added - 1

@@ -38,7 +38,7 @@ from .sources import chunk_id
 log = logging.getLogger(__name__)
 
 #: Bump when the meaning of a staged row changes: every chunk is redone.
-FORMAT_VERSION = "ingest-2"
+FORMAT_VERSION = "ingest-3"  # 2: one row per (image, phase caption); 3: + split_hint, dedup_key
 #: Options that say where things go, not what the rows are: left out of chunk ids, the card and MLflow.
 PRIVATE_OPTIONS = ("salt", "salt_file", "key_map")
 SAMPLE_KEYS = 10
