@@ -1,13 +1,16 @@
 """Write the training and evaluation manifests: real data with --source, else the built-in synthetic phantom.
 
-With --source (repeatable): a CSV/TSV or Parquet manifest (image + caption columns, see
-data.ingest.image_column/caption_column), a WebDataset shard or brace pattern, or a folder of
-PNG/JPEG/DICOM/NIfTI images with sidecar <stem>.txt captions; local paths or s3:// / gs:// URIs.
-Writes DIR/train and DIR/eval Parquet shards and DIR/data_card.json (also logged to MLflow).
-Re-runs skip finished chunks; a re-run with unchanged inputs does nothing.
+With --source KIND:PATH (repeatable) a published dataset in its own layout: mimic-cxr, openi,
+chexpert, pmc-oa, roco, radimagenet (docs/sources.md); or a bare PATH/URI: a CSV/TSV, JSON Lines or
+Parquet manifest (image + caption columns, see data.ingest.image_column/caption_column), a
+WebDataset shard or brace pattern, or a folder of PNG/JPEG/DICOM/NIfTI images with sidecar
+<stem>.txt captions; local paths or s3:// / gs:// URIs. Writes DIR/train and DIR/eval Parquet
+shards and DIR/data_card.json (also logged to MLflow); paths and identifiers appear only as salted
+hashes. Re-runs skip finished chunks; a re-run with unchanged inputs does nothing.
 
-  radisim prepare-data --source scans/ --source captions.csv --out radisim_work/data/mine \
-      --set data.ingest.eval_fraction=0.1     # salt: $RADISIM_PHI_SALT or --set data.ingest.salt=...
+  export RADISIM_PHI_SALT=...   # or a salt file outside DIR (data.ingest.salt_file, default ~/.config/radisim/phi_salt)
+  radisim prepare-data --source mimic-cxr:/data/mimic-cxr-jpg --source openi:/data/iu-xray \
+      --source scans/ --out radisim_work/data/mine --set data.ingest.eval_fraction=0.1
 """
 from __future__ import annotations
 
@@ -50,12 +53,13 @@ def prepare_sources(cfg: JobConfig, sources: list[str], out: str) -> dict:
     from radisim.platform.data.ingest import run_ingest
 
     result = run_ingest(sources, resolve_path(out), cfg.data.ingest, cfg.ray, cfg.tracking)
+    print("sources: " + ", ".join(f"{s['label']} ({s['chunks']} chunks)" for s in result.card["sources"]))
     card = result.card
     if result.up_to_date:
         print(f"{out}: up to date ({result.reused_chunks} chunks, nothing to do)")
     else:
         print(f"{out}: staged {result.staged_chunks} chunks, reused {result.reused_chunks}")
-    print(f"inputs {card['inputs']} (+{card['expanded']} extra slices/frames) -> kept {card['kept']}, "
+    print(f"inputs {card['inputs']} (+{card['expanded']} extra rows: slices, frames, phase captions) -> kept {card['kept']}, "
           f"rejected {card['rejected_total']}: " + ", ".join(f"{r} {v['count']}" for r, v in card["rejected"].items()))
     for split in ("train", "eval"):
         s = card["splits"][split]
@@ -66,8 +70,10 @@ def prepare_sources(cfg: JobConfig, sources: list[str], out: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser("prepare-data", __doc__)
     parser.add_argument("--force", action="store_true", help="regenerate even if the data exists (phantom)")
-    parser.add_argument("--source", action="append", default=[], metavar="PATH_OR_URI",
-                        help="real data to ingest (repeatable); without it, the synthetic phantom is written")
+    parser.add_argument("--source", action="append", default=[], metavar="[KIND:]PATH",
+                        help="real data to ingest (repeatable): KIND is mimic-cxr, openi, chexpert, pmc-oa, roco, "
+                             "radimagenet, csv, parquet, jsonl, wds or folder (default: decided by PATH); without "
+                             "--source, the synthetic phantom is written")
     parser.add_argument("--out", metavar="DIR", help="output directory for --source (default: data.root)")
     args = parser.parse_args(argv)
     cfg = load_config(args)
@@ -76,7 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         if "://" in (args.out or cfg.data.root):
             print("error: --out must be a local directory (sources may be URIs)", file=sys.stderr)
             return 2
-        prepare_sources(cfg, args.source, args.out or cfg.data.root)
+        from radisim.platform.data.ingest.phi import PhiPolicyError
+
+        try:
+            prepare_sources(cfg, args.source, args.out or cfg.data.root)
+        except (PhiPolicyError, FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         return 0
     if args.out:
         print("error: --out needs --source (the phantom is written to data.root)", file=sys.stderr)

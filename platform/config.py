@@ -62,9 +62,19 @@ class IngestConfig(Strict):
     tag_columns: dict[str, str] = {}
     #: Share of patients/studies held out in DIR/eval (split by salted patient/study key, no leakage).
     eval_fraction: float = Field(0.1, ge=0, lt=1)
-    #: Salt of the patient/study keys; None = $RADISIM_PHI_SALT, else a random salt kept in DIR/.phi_salt.
+    #: Salt of the patient/study keys and path hashes; None = $RADISIM_PHI_SALT, else `salt_file`.
     salt: Optional[str] = None
+    #: The user's salt file (created once, mode 0600); refused inside the output folder.
+    salt_file: str = "~/.config/radisim/phi_salt"
+    #: Optional folder (outside the output) for the private hash -> original path mapping, one JSONL per chunk.
+    key_map: Optional[str] = None
+    #: CT window: a preset (soft_tissue, brain, lung, bone, abdomen) or "width/level", e.g. "1500/-600".
     ct_window: str = "soft_tissue"
+    #: DICOM: "header" = the file's VOI LUT / WindowCenter+Width when present, else ct_window (CT) or
+    #: percentiles; "preset" = ignore the header window.
+    dicom_window: Literal["header", "preset"] = "header"
+    #: CheXpert -1 (uncertain) labels in the templated captions: "possible X", U-Ones, U-Zeros, U-Ignore.
+    chexpert_uncertain: Literal["uncertain", "positive", "negative", "ignore"] = "uncertain"
     #: NIfTI volumes: views cut and slices per view (central slices, evenly spaced).
     nifti_views: list[Literal["axial", "sagittal", "coronal"]] = ["axial", "sagittal", "coronal"]
     nifti_slices_per_view: int = Field(3, ge=1)
@@ -73,7 +83,8 @@ class IngestConfig(Strict):
     #: Images are stored with their longest side at most this (aspect kept); smaller than min_side is rejected.
     max_side: int = Field(512, ge=16)
     min_side: int = Field(8, ge=1)
-    max_caption_chars: int = Field(1000, ge=10)
+    #: Whole reports (MIMIC-CXR: median ~1,000 characters) fit; longer is "caption_too_long".
+    max_caption_chars: int = Field(4000, ge=10)
     #: Report sections that describe no image content, left out of the phase captions (curriculum/reports.py).
     drop_sections: list[str] = ["indication", "history", "comparison", "recommendation", "note"]
     #: Work units: folder files / manifest rows per staged chunk (the unit of resume).
@@ -81,6 +92,14 @@ class IngestConfig(Strict):
     rows_per_chunk: int = Field(2048, ge=1)
     #: CPUs each Ray chunk task asks for.
     task_cpus: float = Field(0.5, gt=0)
+
+    @field_validator("ct_window")
+    @classmethod
+    def _known_window(cls, v: str) -> str:
+        from radisim.platform.data.imaging import parse_window
+
+        parse_window(v)  # raises ValueError naming the presets and the width/level form
+        return v
 
 
 class DataConfig(Strict):

@@ -12,7 +12,19 @@ Intensity handling, per modality (the part that differs from photos):
 - **DR** (CR/DX/DR/RG/MG radiographs): MONOCHROME1 is inverted first (there, high values are
   dark), then percentile-normalised like MR.
 
-PHI: `read_dicom` returns a `SafeMeta`, which holds only non-identifying fields. Patient and study
+Header windows: when a DICOM carries a VOI LUT or WindowCenter/WindowWidth, that window is used (what
+the radiologist saw, through pydicom's `apply_modality_lut` / `apply_voi_lut`); otherwise CT gets the
+configured preset and other modalities percentiles (`window_source="preset"` ignores the header).
+Compressed transfer syntaxes decode through pydicom's pixel plugins (pylibjpeg, pylibjpeg-libjpeg,
+pylibjpeg-openjpeg are dependencies); a missing decoder is the reject reason
+"dicom_decoder_missing", with pydicom's message (which names the plugin to install).
+
+Geometry: `fit_side` resizes to a longest side with square pixels (DICOM PixelSpacing, NIfTI voxel
+sizes via `slice_spacing`), so a coronal slice of 5 mm sections is not squashed; ingestion and the
+evaluation adapters share it.
+
+PHI: `read_dicom` deletes the `BASIC_PROFILE` attributes and private tags (`deidentify`) and
+returns a `SafeMeta`, which holds only non-identifying fields. Patient and study
 identity survive only as salted SHA-256 keys (`salted_key`), so splits can keep a patient's images
 together without any identifier leaving the reader. The salt comes from the caller, else the
 environment variable ``RADISIM_PHI_SALT``, else a built-in constant (which only pseudonymises
@@ -54,6 +66,61 @@ RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "MG", "PX", "RF", "XA
 VIEWS = ("axial", "sagittal", "coronal")
 
 SALT_ENV = "RADISIM_PHI_SALT"
+
+#: The identifying attributes of the DICOM PS3.15 Annex E basic application level confidentiality
+#: profile (action X/Z/D/U there): names, IDs, dates and times, institutions, physicians, operators,
+#: devices, free-text descriptions and comments, UIDs. `deidentify` deletes each from a dataset, with
+#: every private tag, before anything else reads it.
+BASIC_PROFILE = (
+    "AccessionNumber", "AcquisitionComments", "AcquisitionDate", "AcquisitionDateTime", "AcquisitionDeviceProcessingDescription",
+    "AcquisitionTime", "ActualHumanPerformersSequence", "AdditionalPatientHistory", "AdmissionID", "AdmittingDate",
+    "AdmittingDiagnosesCodeSequence", "AdmittingDiagnosesDescription", "AdmittingTime", "Allergies", "Arbitrary",
+    "AuthorObserverSequence", "BranchOfService", "CommentsOnThePerformedProcedureStep", "ConfidentialityConstraintOnPatientDataDescription",
+    "ContentCreatorName", "ContentCreatorIdentificationCodeSequence", "ContentDate", "ContentTime", "ContributionDateTime",
+    "ContributionDescription", "CountryOfResidence", "CurrentPatientLocation", "CurveDate", "CurveTime",
+    "CustodialOrganizationSequence", "DataSetTrailingPadding", "DerivationDescription", "DetectorID", "DeviceDescription",
+    "DeviceSerialNumber", "DeviceUID", "DigitalSignaturesSequence", "DischargeDiagnosisDescription", "DistributionAddress",
+    "DistributionName", "EthnicGroup", "FrameComments", "FrameOfReferenceUID", "GantryID", "GeneratorID",
+    "GraphicAnnotationSequence", "HumanPerformerName", "HumanPerformerOrganization", "IconImageSequence", "IdentifyingComments",
+    "ImageComments", "ImagePresentationComments", "ImagingServiceRequestComments", "InstanceCreationDate", "InstanceCreationTime",
+    "InstanceCreatorUID", "InstitutionAddress", "InstitutionCodeSequence", "InstitutionName", "InstitutionalDepartmentName",
+    "InsurancePlanIdentification", "IntendedRecipientsOfResultsIdentificationSequence", "InterpretationApproverSequence",
+    "InterpretationAuthor", "InterpretationDiagnosisDescription", "InterpretationIDIssuer", "InterpretationRecorder",
+    "InterpretationText", "InterpretationTranscriber", "IssuerOfAdmissionID", "IssuerOfPatientID", "LastMenstrualDate",
+    "MedicalAlerts", "MedicalRecordLocator", "MilitaryRank", "ModifiedAttributesSequence", "ModifiedImageDescription",
+    "ModifyingDeviceID", "NameOfPhysiciansReadingStudy", "NamesOfIntendedRecipientsOfResults", "Occupation",
+    "OperatorIdentificationSequence", "OperatorsName", "OriginalAttributesSequence", "OrderCallbackPhoneNumber",
+    "OrderEnteredBy", "OrderEntererLocation", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames",
+    "OverlayDate", "OverlayTime", "ParticipantSequence", "PatientAddress", "PatientAge",
+    "PatientBirthDate", "PatientBirthName", "PatientBirthTime", "PatientComments", "PatientID", "PatientInsurancePlanCodeSequence",
+    "PatientMotherBirthName", "PatientName", "PatientPrimaryLanguageCodeSequence", "PatientReligiousPreference",
+    "PatientSex", "PatientSexNeutered", "PatientSize", "PatientState", "PatientTelephoneNumbers", "PatientTransportArrangements",
+    "PatientWeight", "PerformedLocation", "PerformedProcedureStepDescription", "PerformedProcedureStepEndDate",
+    "PerformedProcedureStepEndTime", "PerformedProcedureStepID", "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime", "PerformedStationAETitle", "PerformedStationGeographicLocationCodeSequence",
+    "PerformedStationName", "PerformedStationNameCodeSequence", "PerformingPhysicianIdentificationSequence",
+    "PerformingPhysicianName", "PersonAddress", "PersonIdentificationCodeSequence", "PersonName", "PersonTelephoneNumbers",
+    "PhysicianApprovingInterpretation", "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence",
+    "PhysiciansReadingStudyIdentificationSequence", "PlateID", "PreMedication", "PregnancyStatus", "ProtocolName",
+    "ReasonForTheImagingServiceRequest", "ReasonForStudy", "ReferencedDigitalSignatureSequence", "ReferencedImageSequence",
+    "ReferencedPatientAliasSequence", "ReferencedPatientSequence", "ReferencedPerformedProcedureStepSequence",
+    "ReferencedSOPInstanceMACSequence", "ReferencedStudySequence", "ReferringPhysicianAddress",
+    "ReferringPhysicianIdentificationSequence", "ReferringPhysicianName", "ReferringPhysicianTelephoneNumbers",
+    "RegionOfResidence", "RequestAttributesSequence", "RequestedContrastAgent", "RequestedProcedureComments",
+    "RequestedProcedureDescription", "RequestedProcedureID", "RequestedProcedureLocation", "RequestingPhysician",
+    "RequestingService", "ResponsibleOrganization", "ResponsiblePerson", "ResultsComments", "ResultsDistributionListSequence",
+    "ResultsIDIssuer", "ScheduledHumanPerformersSequence", "ScheduledPatientInstitutionResidence",
+    "ScheduledPerformingPhysicianIdentificationSequence", "ScheduledPerformingPhysicianName", "ScheduledProcedureStepEndDate",
+    "ScheduledProcedureStepEndTime", "ScheduledProcedureStepDescription", "ScheduledProcedureStepLocation",
+    "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime", "ScheduledStationAETitle",
+    "ScheduledStationGeographicLocationCodeSequence", "ScheduledStationName", "ScheduledStationNameCodeSequence",
+    "ScheduledStudyLocation", "ScheduledStudyLocationAETitle", "SeriesDate", "SeriesDescription", "SeriesInstanceUID",
+    "SeriesTime", "ServiceEpisodeDescription", "ServiceEpisodeID", "SmokingStatus", "SOPInstanceUID",
+    "SourceImageSequence", "SpecialNeeds", "StationName", "StudyComments", "StudyDate", "StudyDescription", "StudyID",
+    "StudyIDIssuer", "StudyInstanceUID", "StudyTime", "TextComments", "TextString", "TimezoneOffsetFromUTC",
+    "TopicAuthor", "TopicKeywords", "TopicSubject", "TopicTitle", "VerifyingObserverIdentificationCodeSequence",
+    "VerifyingObserverName", "VerifyingObserverSequence", "VerifyingOrganization", "VisitComments",
+)
 _DEFAULT_SALT = "radisim-default-salt-set-RADISIM_PHI_SALT"
 
 
@@ -68,8 +135,26 @@ class ImagingError(ValueError):
 # --------------------------------------------------------------------------------------- intensities
 
 
+def parse_window(window: Union[str, tuple[float, float], list]) -> Union[str, tuple[float, float]]:
+    """A preset name, "width/level" (e.g. "1500/-600") or a (width, level) pair -> what `window_ct` takes."""
+    if isinstance(window, str) and "/" in window:
+        try:
+            width, level = (float(v) for v in window.split("/"))
+        except ValueError:
+            raise ValueError(f"CT window {window!r}: expected a preset or 'width/level', e.g. '400/40'") from None
+        return width, level
+    if isinstance(window, str):
+        if window not in CT_WINDOWS:
+            raise ValueError(f"unknown CT window {window!r}; choose from {', '.join(CT_WINDOWS)} or 'width/level'")
+        return window
+    width, level = (float(v) for v in window)
+    return width, level
+
+
 def window_ct(hu: np.ndarray, window: Union[str, tuple[float, float]] = DEFAULT_CT_WINDOW) -> np.ndarray:
-    """Hounsfield units -> float32 in [0, 1] through a (width, level) window or a named preset."""
+    """Hounsfield units -> float32 in [0, 1] through a (width, level) window, "width/level" or a preset."""
+    if isinstance(window, str) and "/" in window:
+        window = parse_window(window)
     if isinstance(window, str):
         try:
             width, level = CT_WINDOWS[window]
@@ -150,6 +235,27 @@ def resize_gray(arr: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(arr, mode="L").resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
+def fit_side(image: np.ndarray, max_side: Optional[int] = None,
+             spacing: Optional[tuple[float, float]] = None) -> np.ndarray:
+    """uint8 2-D -> square pixels (with `spacing` = (row, column) mm: the finer axis is kept, the other
+    stretched) and at most `max_side` on its longest side (aspect kept, bilinear). The one resize of
+    ingestion and evaluation, so a thick-slice coronal view looks the same in both."""
+    from PIL import Image
+
+    h, w = image.shape
+    th, tw = float(h), float(w)
+    if spacing is not None and spacing[0] > 0 and spacing[1] > 0 and not np.isclose(spacing[0], spacing[1]):
+        th *= spacing[0] / min(spacing)
+        tw *= spacing[1] / min(spacing)
+    if max_side and max(th, tw) > max_side:
+        scale = max_side / max(th, tw)
+        th, tw = th * scale, tw * scale
+    size = (max(1, int(round(tw))), max(1, int(round(th))))
+    if size == (w, h):
+        return image
+    return np.asarray(Image.fromarray(image, mode="L").resize(size, Image.BILINEAR), dtype=np.uint8)
+
+
 # ------------------------------------------------------------------------------------------------ PHI
 
 
@@ -187,6 +293,8 @@ class SafeMeta:
     n_frames: int = 1
     rows: int = 0
     columns: int = 0
+    spacing: Optional[tuple[float, float]] = None   # PixelSpacing (row, column) in mm
+    window_from: str = "preset"         # "voi_lut" | "header" (WindowCenter/Width) | "preset" | "percentile"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,13 +317,18 @@ def view_from_orientation(iop: Optional[Sequence[float]]) -> Optional[str]:
     return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
 
 
-def _dr_view(ds) -> Optional[str]:
-    pos = str(ds.get("ViewPosition", "") or "").upper()
-    if pos in ("PA", "AP"):
+def dr_view(position: Optional[str]) -> Optional[str]:
+    """A radiograph's ViewPosition (PA, AP, LL, LATERAL, ...; also "Frontal"/"Lateral") -> frontal/lateral."""
+    pos = str(position or "").strip().upper()
+    if pos in ("PA", "AP", "FRONTAL", "AP AXIAL", "PA LLD", "AP LLD", "AP RLD", "PA RLD"):
         return "frontal"
-    if pos in ("LL", "RL", "LAT", "LATERAL", "RLD", "LLD"):
+    if pos in ("LL", "RL", "LAT", "LATERAL", "RLD", "LLD", "XTABLE LATERAL", "LAO", "RAO"):
         return "lateral"
     return None
+
+
+def _dr_view(ds) -> Optional[str]:
+    return dr_view(ds.get("ViewPosition", ""))
 
 
 def platform_modality(dicom_modality: str) -> str:
@@ -223,7 +336,32 @@ def platform_modality(dicom_modality: str) -> str:
     return "DR" if m in RADIOGRAPH_MODALITIES else (m or "OT")
 
 
-def _safe_meta(ds, salt: Optional[str], n_frames: int, shape: tuple[int, int]) -> SafeMeta:
+def deidentify(ds, salt: Optional[str] = None) -> dict[str, Optional[str]]:
+    """Delete every `BASIC_PROFILE` attribute and every private tag from `ds` (in place), file meta
+    included. Returns the salted patient/study/series keys, computed before the identifiers go."""
+    keys = {"patient_key": salted_key(ds.get("PatientID"), salt, "patient"),
+            "study_key": salted_key(ds.get("StudyInstanceUID"), salt, "study"),
+            "series_key": salted_key(ds.get("SeriesInstanceUID"), salt, "series")}
+    for keyword in BASIC_PROFILE:
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.remove_private_tags()
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "MediaStorageSOPInstanceUID" in meta:
+        del meta.MediaStorageSOPInstanceUID
+    return keys
+
+
+def _pixel_spacing(ds) -> Optional[tuple[float, float]]:
+    value = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    try:
+        row, col = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (row, col) if row > 0 and col > 0 else None
+
+
+def _safe_meta(ds, keys: dict, n_frames: int, shape: tuple[int, int]) -> SafeMeta:
     modality = platform_modality(str(ds.get("Modality", "") or ""))
     view = _dr_view(ds) if modality == "DR" else view_from_orientation(ds.get("ImageOrientationPatient"))
     body = str(ds.get("BodyPartExamined", "") or "").strip().lower() or None
@@ -231,13 +369,12 @@ def _safe_meta(ds, salt: Optional[str], n_frames: int, shape: tuple[int, int]) -
         modality=modality,
         body_part=body,
         view=view,
-        patient_key=salted_key(ds.get("PatientID"), salt, "patient"),
-        study_key=salted_key(ds.get("StudyInstanceUID"), salt, "study"),
-        series_key=salted_key(ds.get("SeriesInstanceUID"), salt, "series"),
+        **keys,
         photometric=str(ds.get("PhotometricInterpretation", "") or "") or None,
         n_frames=n_frames,
         rows=int(shape[0]),
         columns=int(shape[1]),
+        spacing=_pixel_spacing(ds),
     )
 
 
@@ -259,7 +396,9 @@ def _dcmread(path_or_bytes: PathOrBytes):
 
 
 def dicom_pixels(ds) -> np.ndarray:
-    """Raw stored values as float32, [frames, rows, cols] (a single frame gets frames=1)."""
+    """Stored values as float32, [frames, rows, cols] (a single frame gets frames=1), decoded through
+    pydicom's pixel plugins. A compressed transfer syntax without an installed decoder raises
+    "dicom_decoder_missing" carrying pydicom's message, which names the plugins that would decode it."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImagingError("dicom_no_pixels", "no pixel data element")
     try:
@@ -267,6 +406,9 @@ def dicom_pixels(ds) -> np.ndarray:
             warnings.simplefilter("ignore")
             arr = np.asarray(ds.pixel_array)
     except Exception as err:  # truncated PixelData, missing codec for a compressed transfer syntax, ...
+        text = str(err)
+        if "missing dependencies" in text:
+            raise ImagingError("dicom_decoder_missing", " ".join(text.split())) from None
         raise ImagingError("dicom_no_pixels", f"pixel data not decodable ({type(err).__name__})") from None
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples > 1:  # colour (e.g. secondary capture): luminance
@@ -278,10 +420,52 @@ def dicom_pixels(ds) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _rescale(ds, arr: np.ndarray) -> np.ndarray:
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    return arr * slope + intercept
+def _voi_output_range(ds) -> tuple[float, float]:
+    """The range `apply_voi_lut` maps into (PS3.3 C.11.2.1.2): a VOI LUT's entry bit depth, else the
+    stored range carried through the Modality LUT or rescale, as pydicom's `apply_windowing` does."""
+    if "VOILUTSequence" in ds:
+        return 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.get("BitsStored", 16) or 16)
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    lo, hi = (0.0, 2.0 ** bits - 1) if int(ds.get("PixelRepresentation", 0) or 0) == 0 else \
+        (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1)
+    if ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+    return lo, hi
+
+
+def _has_header_window(ds) -> bool:
+    return "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+
+
+def dicom_intensities(ds, raw: np.ndarray, modality: str, window: Union[str, tuple[float, float]],
+                      window_source: str = "header") -> tuple[np.ndarray, str]:
+    """Stored values -> [0, 1] floats as displayed, and which window was used.
+
+    Modality LUT / rescale first (`apply_modality_lut`: CT -> HU). Then, with `window_source="header"`
+    and a VOI LUT or WindowCenter/Width in the header, `apply_voi_lut` (the header's first window);
+    else CT through `window` and everything else by percentiles. MONOCHROME1 is inverted last."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    colour = int(ds.get("SamplesPerPixel", 1) or 1) > 1
+    values = raw if colour else np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+    if window_source == "header" and not colour and _has_header_window(ds):
+        lo, hi = _voi_output_range(ds)
+        source = "voi_lut" if "VOILUTSequence" in ds else "header"
+        lut_input = raw.astype(np.int64) if source == "voi_lut" else values
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = np.asarray(apply_voi_lut(lut_input, ds, prefer_lut=True), dtype=np.float32)
+        scaled = np.clip((out - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    elif modality == "CT":
+        scaled, source = window_ct(values, window), "preset"
+    else:
+        scaled, source = normalise_mr(values), "percentile"
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        scaled = 1.0 - scaled  # high stored values are dark in MONOCHROME1
+    return scaled.astype(np.float32), source
 
 
 def read_dicom(
@@ -289,14 +473,13 @@ def read_dicom(
     window: Union[str, tuple[float, float]] = DEFAULT_CT_WINDOW,
     frame: Union[int, str] = "middle",
     salt: Optional[str] = None,
+    window_source: str = "header",
 ) -> tuple[np.ndarray, SafeMeta]:
-    """One DICOM image -> (uint8 2-D array, SafeMeta).
-
-    CT: rescale slope/intercept to HU, then `window`. MR/other: percentile normalisation (after
-    rescale). DR: MONOCHROME1 inverted, then percentiles. Multi-frame: `frame` is an index or
+    """One DICOM image -> (uint8 2-D array, SafeMeta), windowed by `dicom_intensities` (the header's
+    window when present, else CT `window` / percentiles). Multi-frame: `frame` is an index or
     "middle" (use `read_dicom_frames` for all frames).
     """
-    frames, meta = read_dicom_frames(path_or_bytes, window=window, salt=salt)
+    frames, meta = read_dicom_frames(path_or_bytes, window=window, salt=salt, window_source=window_source)
     if frame == "middle":
         idx = len(frames) // 2
     else:
@@ -310,20 +493,19 @@ def read_dicom_frames(
     path_or_bytes: PathOrBytes,
     window: Union[str, tuple[float, float]] = DEFAULT_CT_WINDOW,
     salt: Optional[str] = None,
+    window_source: str = "header",
 ) -> tuple[list[np.ndarray], SafeMeta]:
-    """Every frame of a DICOM -> (list of uint8 2-D arrays, SafeMeta). MR/DR frames share one
-    percentile scale (computed over all frames), so a multi-frame series keeps its contrast."""
+    """Every frame of a DICOM -> (list of uint8 2-D arrays, SafeMeta). The identifiers are deleted
+    (`deidentify`) before anything is read; MR/DR frames share one percentile scale (computed over
+    all frames), so a multi-frame series keeps its contrast."""
+    from dataclasses import replace
+
     ds = _dcmread(path_or_bytes)
+    keys = deidentify(ds, salt)
     raw = dicom_pixels(ds)
-    meta = _safe_meta(ds, salt, raw.shape[0], raw.shape[1:])
-    values = _rescale(ds, raw)
-    if meta.modality == "CT":
-        scaled = window_ct(values, window)
-    else:
-        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-            values = values.max() - values  # high stored values are dark in MONOCHROME1
-        scaled = normalise_mr(values)
-    return [to_uint8(f) for f in scaled], meta
+    meta = _safe_meta(ds, keys, raw.shape[0], raw.shape[1:])
+    scaled, source = dicom_intensities(ds, raw, meta.modality, parse_window(window), window_source)
+    return [to_uint8(f) for f in scaled], replace(meta, window_from=source)
 
 
 # ---------------------------------------------------------------------------------------------- NIfTI
@@ -422,6 +604,16 @@ def nifti_slices(
         # R (axial, coronal) or A (sagittal) on the viewer's left.
         out.append(np.ascontiguousarray(sl.T[::-1, ::-1]))
     return out
+
+
+def slice_spacing(affine: Optional[np.ndarray], view: str) -> Optional[tuple[float, float]]:
+    """(row, column) pixel spacing in mm of a `nifti_slices` slice of a canonical volume: axial rows
+    run along y and columns along x; coronal rows along z, columns x; sagittal rows z, columns y."""
+    if affine is None:
+        return None
+    zooms = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+    rows, cols = {"axial": (1, 0), "coronal": (2, 0), "sagittal": (2, 1)}[view]
+    return float(zooms[rows]), float(zooms[cols])
 
 
 def guess_volume_modality(volume: np.ndarray) -> str:

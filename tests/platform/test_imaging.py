@@ -43,8 +43,9 @@ def test_window_ct_values():
 
 def test_mr_small_percentile_normalised():
     path = _testfile("MR_small.dcm")
-    img, meta = im.read_dicom(path)
+    img, meta = im.read_dicom(path, window_source="preset")
     assert meta.modality == "MR" and img.shape == (64, 64) and img.dtype == np.uint8
+    assert meta.window_from == "percentile"
     # 1st-99th percentiles map onto the full range
     assert img.min() == 0 and img.max() == 255
     assert 0.005 < (img == 255).mean() < 0.05
@@ -212,3 +213,68 @@ def test_salted_key_stable_and_salt_dependent(monkeypatch):
     assert im.salted_key("X", "a") != im.salted_key("X", "b")
     assert im.salted_key("X", "a", "patient") != im.salted_key("X", "a", "study")
     assert im.salted_key("") is None and im.salted_key(None) is None
+
+
+def test_header_window_is_what_the_radiologist_saw():
+    """MR_small.dcm carries WindowCenter 600 / WindowWidth 1600: pydicom's apply_voi_lut (DICOM's
+    LINEAR function) decides the grey levels, not percentiles; the preset path ignores the header."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    path = _testfile("MR_small.dcm")
+    img, meta = im.read_dicom(path)
+    assert meta.window_from == "header" and meta.spacing == (0.3125, 0.3125)
+    ds = pydicom.dcmread(path)
+    values = apply_modality_lut(ds.pixel_array.astype(np.float64), ds)
+    c, w = 600.0, 1600.0  # PS3.3 C.11.2.1.2.1: y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped
+    expected = np.clip((values - (c - 0.5)) / (w - 1) + 0.5, 0, 1)
+    assert np.abs(img.astype(float) - expected * 255).max() <= 1.5
+    # the same pixels through a lossless JPEG 2000 transfer syntax decode (pylibjpeg-openjpeg) identically
+    jp2, jp2_meta = im.read_dicom(_testfile("MR_small_jp2klossless.dcm"))
+    assert jp2_meta.window_from == "header" and np.array_equal(jp2, img)
+
+
+def test_ct_window_as_width_level_and_preset():
+    assert im.parse_window("1500/-600") == (1500.0, -600.0) == im.parse_window([1500, -600])
+    assert im.parse_window("lung") == "lung"
+    with pytest.raises(ValueError, match="width/level"):
+        im.parse_window("wide")
+    hu = np.array([-1350.0, -600.0, 150.0])
+    assert np.allclose(im.window_ct(hu, im.parse_window("1500/-600")), [0.0, 0.5, 1.0])
+
+
+def test_missing_decoder_is_named(monkeypatch):
+    """A JPEG 2000 DICOM on a machine without its decoder: the reason says so and keeps pydicom's
+    message, which names the packages that would decode it. (pylibjpeg-openjpeg is installed here, so
+    the test takes it out of pydicom's decoder registry for the duration of the test.)"""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEG2000Lossless
+
+    decoder = get_decoder(JPEG2000Lossless)
+    monkeypatch.setattr(decoder, "_available", {})
+    monkeypatch.setattr(decoder, "_unavailable", {"pylibjpeg": ("pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.0")})
+    with pytest.raises(im.ImagingError) as err:
+        im.read_dicom(_testfile("MR_small_jp2klossless.dcm"))
+    assert err.value.reason == "dicom_decoder_missing"
+    assert "JPEG 2000" in str(err.value) and "pylibjpeg-openjpeg" in str(err.value)
+
+
+def test_deidentify_drops_the_basic_profile(tmp_path):
+    import pydicom
+
+    p = write_dicom(tmp_path / "phi.dcm", np.arange(256, dtype=np.uint16).reshape(16, 16), phi=PLANTED_PHI)
+    ds = pydicom.dcmread(p)
+    ds.add_new(0x00091010, "LO", "PRIVATEPHI")
+    keys = im.deidentify(ds, "s")
+    assert keys["patient_key"] == im.salted_key(PLANTED_PHI["PatientID"], "s", "patient")
+    assert not any(k in ds for k in im.BASIC_PROFILE) and not any(e.tag.is_private for e in ds)
+    dumped = str(ds) + str(ds.file_meta)
+    assert not any(v in dumped for v in PLANTED_PHI.values())
+
+
+def test_fit_side_makes_pixels_square():
+    thick = np.tile(np.arange(40, dtype=np.uint8), (10, 1))  # 10 rows of 5 mm, 40 columns of 1 mm
+    out = im.fit_side(thick, 64, spacing=(5.0, 1.0))
+    assert out.shape == (50, 40)
+    assert im.fit_side(thick, 20).shape == (5, 20)
+    assert im.slice_spacing(np.diag([0.8, 0.8, 5.0, 1.0]), "coronal") == (5.0, 0.8)

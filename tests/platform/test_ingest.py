@@ -76,8 +76,10 @@ def build_mixed_folder(root: Path) -> dict:
     cap("cxr.txt", "PA chest x-ray with moderate cardiomegaly")
     (d / "knee.jpg").write_bytes(_jpg(_noise(2)))
     cap("knee.txt", "sagittal MRI of the knee, meniscus tear of the posterior horn")
-    (d / "dup.png").write_bytes(_png(_noise(1)))         # same pixels as cxr.png
+    (d / "dup.png").write_bytes(_png(_noise(1)))         # same pixels as cxr.png, another caption: kept
     cap("dup.txt", "chest radiograph")
+    (d / "dup2.png").write_bytes(_png(_noise(1)))        # same pixels and caption as cxr.png: a duplicate
+    cap("dup2.txt", "PA chest x-ray with moderate cardiomegaly")
     # a WebDataset shard: png+txt, jpg+json, a corrupt png, a sample without caption
     with tarfile.open(d / "shard-000.tar", "w") as tar:
         def add(name, data):
@@ -91,6 +93,10 @@ def build_mixed_folder(root: Path) -> dict:
         add("s3.png", _png(_noise(13))[:40])
         add("s3.txt", b"chest x-ray")
         add("s4.png", _png(_noise(14)))
+        add("s5.cls", b"3")                            # a member no sample can use: counted
+    (d / ".DS_Store").write_bytes(b"finder")            # hidden: counted, not silently skipped
+    (d / "latin1.png").write_bytes(_png(_noise(15)))
+    (d / "latin1.txt").write_bytes("radiographie du thorax, épanchement".encode("latin-1"))
     # a CSV of captions naming images in a subfolder (one missing)
     (d / "csvimg").mkdir()
     (d / "csvimg" / "c1.png").write_bytes(_png(_noise(21)))
@@ -127,29 +133,49 @@ def build_mixed_folder(root: Path) -> dict:
     (d / "empty.png").write_bytes(_png(_noise(41)))
     cap("empty.txt", "   ")
     (d / "long.png").write_bytes(_png(_noise(42)))
-    cap("long.txt", "CT of the chest " * 200)
+    cap("long.txt", "CT of the chest " * 300)
     (d / "nocap.png").write_bytes(_png(_noise(43)))
     cap("orphan.txt", "caption without an image")
     (d / "notes.docx").write_bytes(b"binary")
     return {
         "rejected": {"image_corrupt": 3, "dicom_unreadable": 1, "dicom_no_pixels": 1, "nifti_bad_dims": 1,
                      "caption_empty": 1, "caption_too_long": 1, "caption_missing": 2, "missing_file": 1,
-                     "orphan_caption": 1, "unsupported_file": 1,
-                     # dup.png, and the MNI152 (symmetric) template's sagittal slices at 20% and 80% mirror
-                     # (counted per row: each image has one row per phase caption, curriculum/reports.py)
+                     "orphan_caption": 1, "unsupported_file": 1, "hidden_path": 1, "caption_not_utf8": 1,
+                     "tar_member_unsupported": 1,
+                     # dup2.png (same pixels and caption as cxr.png), and the MNI152 (symmetric) template's
+                     # sagittal slices at 20% and 80% mirror; counted per row: an image has one row per phase
+                     # caption (curriculum/reports.py), and dedup is on (image content, caption)
                      "duplicate": None},
-        # 2 real + 3 phi + dx, 2 nifti x 9 slices, cxr, knee, dup, 2 wds, 13 csv
-        "images_before_dedup": 6 + 18 + 3 + 2 + 13, "duplicate_images": 2,
+        # 2 real + 3 phi + dx, 2 nifti x 9 slices, cxr, knee, dup, dup2, 2 wds, 13 csv
+        "images_before_dedup": 6 + 18 + 4 + 2 + 13, "duplicate_images": 2,
     }
 
 
-def _run_prepare(tmp: Path, src: Path, out: Path) -> subprocess.CompletedProcess:
+def _run_prepare(tmp: Path, src, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/m.db", "RADISIM_PHI_SALT": SALT,
            "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "radisim.jobs.cli", "prepare-data", "--source", str(src),
+    sources = [a for s in ([src] if isinstance(src, (str, Path)) else src) for a in ("--source", str(s))]
+    return subprocess.run([sys.executable, "-m", "radisim.jobs.cli", "prepare-data", *sources,
                            "--out", str(out), "--set", "ray.num_cpus=4", "--set", "ray.object_store_mb=300",
-                           "--set", "ray.include_dashboard=false", "--set", "data.ingest.eval_fraction=0.3"],
+                           "--set", "ray.include_dashboard=false", "--set", "data.ingest.eval_fraction=0.3",
+                           "--set", f"data.ingest.key_map={tmp / 'keymap'}", *extra],
                           cwd=tmp, env=env, capture_output=True, text=True, timeout=400)
+
+
+def key_map(tmp: Path) -> dict[str, str]:
+    """The user's private mapping: public key (label:hash) -> original key (label:path)."""
+    out = {}
+    for f in (tmp / "keymap").glob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            entry = json.loads(line)
+            out[entry["key"]] = entry["path"]
+    return out
+
+
+def original(mapping: dict, row_or_key) -> str:
+    """The original path (after the label) of a row or a reject sample key."""
+    key = row_or_key if isinstance(row_or_key, str) else f"{row_or_key['source']}:{row_or_key['source_key']}"
+    return mapping[key.split("[", 1)[0]].split(":", 1)[1] + (("[" + key.split("[", 1)[1]) if "[" in key else "")
 
 
 @pytest.fixture(scope="module")
@@ -170,32 +196,38 @@ def test_card_adds_up(ingested):
     got = {r: v["count"] for r, v in card["rejected"].items()}
     assert got["duplicate"] >= expected["duplicate_images"]
     assert {**got, "duplicate": None} == expected["rejected"]
+    assert not list((out / "_staging").glob("*.parquet"))  # staged rows cleaned up once written
     assert card["inputs"] + card["expanded"] == card["kept"] + card["rejected_total"]
-    assert any(k.endswith("dup.png") or k.endswith("cxr.png") for k in card["rejected"]["duplicate"]["sample"])
-    assert any("trunc.png" in k for k in card["rejected"]["image_corrupt"]["sample"])
+    mapping = key_map(tmp)
+    assert any(original(mapping, k).endswith(("dup2.png", "cxr.png")) for k in card["rejected"]["duplicate"]["sample"])
+    assert any("trunc.png" in original(mapping, k) for k in card["rejected"]["image_corrupt"]["sample"])
     rows = [r for split in ("train", "eval") for f in sorted((out / split).glob("*.parquet"))
             for r in pq.read_table(f).to_pylist()]
     assert len(rows) == card["kept"] == sum(c["rows"] for c in card["counts"])
+    assert len({(r["content_hash"], r["caption"]) for r in rows}) == len(rows)
+    assert not any("mixed" in r["source"] or "/" in r["source_key"] for r in rows)
     # one row per (image, phase caption): each image once per phase, its rows share its hash
     assert len({r["source_key"] for r in rows}) == expected["images_before_dedup"] - expected["duplicate_images"]
     assert len({(r["source_key"], r["phase"]) for r in rows}) == len(rows)
-    assert len({r["content_hash"] for r in rows}) == len({r["source_key"] for r in rows})
+    # dup.png: cxr.png's pixels under another caption, so its own rows (their captions differ)
+    assert len({r["content_hash"] for r in rows}) == len({r["source_key"] for r in rows}) - 1
     for r in rows:
         assert r["phase"] in PHASES and r["phase_index"] == PHASE_INDEX[r["phase"]]
         img = Image.open(io.BytesIO(r["image"]))
         assert img.mode == "L" and min(img.size) >= 8
-    by_key = {}  # each image's finest phase caption row
+    by_key = {}  # each image's finest phase caption row, by its original path
     for r in sorted(rows, key=lambda r: r["phase_index"]):
-        by_key[r["source_key"]] = r
+        by_key[original(mapping, r).rsplit("!", 1)[-1].split("#")[0]] = r
     assert by_key["ct_small.dcm"]["modality"] == "CT" and by_key["ct_small.dcm"]["phase"] == "abnormality"
     assert by_key["phi0.dcm"]["phase"] == "grading" and by_key["phi0.dcm"]["view"] == "axial"
     assert by_key["dx.dcm"]["modality"] == "DR" and by_key["dx.dcm"]["view"] == "frontal"
-    assert {r["view"] for r in rows if r["source_key"].startswith("mni.nii.gz")} == {"axial", "sagittal", "coronal"}
+    assert {r["view"] for r in rows if original(mapping, r).startswith("mni.nii.gz")} == {"axial", "sagittal", "coronal"}
+    assert by_key["dup.png"]["content_hash"] == by_key["cxr.png"]["content_hash"]  # two captions, two rows
     assert by_key["s2"]["phase"] == "anatomy"          # tag from the WebDataset json
-    assert [r["phase"] for r in rows if r["source_key"] == "s2"] == ["anatomy"]  # a given phase: one row
-    assert {r["modality"] for r in rows if r["source_key"] == "ct_small.dcm"} == {"CT"}
+    assert [r["phase"] for r in rows if original(mapping, r).endswith("!s2")] == ["anatomy"]  # a given phase: one row
+    assert {r["modality"] for r in rows if original(mapping, r) == "ct_small.dcm"} == {"CT"}
     # one patient's studies stay in one split; the salted key is not the raw id
-    p1 = {r["patient_key"] for r in rows if r["source_key"] in ("phi0.dcm", "phi1.dcm")}
+    p1 = {r["patient_key"] for r in rows if original(mapping, r) in ("phi0.dcm", "phi1.dcm")}
     assert len(p1) == 1 and "P1" not in next(iter(p1))
     splits = {r["patient_key"]: set() for r in rows if r["patient_key"]}
     for split in ("train", "eval"):
@@ -281,7 +313,10 @@ def test_brace_expansion_and_captions():
     assert check_caption(None, 100) == (None, "caption_missing")
     assert check_caption("  ", 100) == (None, "caption_empty")
     assert check_caption("x" * 101, 100) == (None, "caption_too_long")
-    assert check_caption(" CT  of\nthe chest ", 100) == ("CT of the chest", None)
+    assert check_caption(" CT  of the   chest ", 100) == ("CT of the chest", None)
+    # report sections stay one per line
+    assert check_caption("FINDINGS:  clear lungs.\n\n IMPRESSION: normal ", 100) == \
+        ("FINDINGS: clear lungs.\nIMPRESSION: normal", None)
 
 
 def test_discover_folder_counts_everything(tmp_path):
@@ -292,8 +327,48 @@ def test_discover_folder_counts_everything(tmp_path):
     (d / "b.dcm").write_bytes(b"x")
     (d / "c.txt").write_text("orphan")
     (d / "d.bin").write_bytes(b"x")
+    (d / "__MACOSX").mkdir()
+    (d / "__MACOSX" / "a.png").write_bytes(b"x")
     opts = {"rows_per_chunk": 10, "files_per_chunk": 1, "image_column": "filepath", "csv_separator": "auto"}
-    found = discover(str(d), opts)
+    found = discover("folder-x", str(d), opts)
     assert [len(c["files"]) for c in found.chunks] == [1, 1]
-    assert sorted(r for _, r in found.rejects) == ["orphan_caption", "unsupported_file"]
-    assert discover(str(tmp_path / "nope"), opts).rejects == [("nope", "missing_file")]
+    assert sorted(r for _, r in found.rejects) == ["hidden_path", "orphan_caption", "unsupported_file"]
+    assert discover("folder-y", str(tmp_path / "nope"), opts).rejects == [("folder-y", "missing_file")]
+
+
+def test_parquet_chunks_read_their_row_group_slice_only(tmp_path):
+    import pyarrow as pa
+
+    from radisim.platform.data.ingest import manifests as mf
+
+    p = tmp_path / "m.parquet"
+    table = pa.table({"filepath": [f"{i}.png" for i in range(10)], "title": [f"c{i}" for i in range(10)],
+                      "blob": [b"x" * 100] * 10})
+    pq.write_table(table, p, row_group_size=4)
+    plan = mf.plan_parquet(str(p), 3)
+    assert plan == [(0, 0, 3), (0, 3, 4), (1, 0, 3), (1, 3, 4), (2, 0, 2)]
+    rows = [r for g, a, b in plan for r in mf.read_parquet_slice(str(p), g, a, b, ["filepath", "title"])]
+    assert [r["filepath"] for r in rows] == [f"{i}.png" for i in range(10)] and "blob" not in rows[0]
+
+
+def test_tar_members_and_non_utf8_text_are_counted(tmp_path):
+    from radisim.platform.data.ingest.sources import Item, iter_items
+
+    shard = tmp_path / "s.tar"
+    with tarfile.open(shard, "w") as tar:
+        def add(name, data, kind=tarfile.REGTYPE):
+            info = tarfile.TarInfo(name)
+            info.type, info.size = kind, len(data)
+            tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add("a.png", _png(_noise(1)))
+        add("a.txt", b"CT of the chest")
+        add("b.png", _png(_noise(2)))
+        add("b.txt", "thorax, \xe9panchement".encode("latin-1"))
+        add(".hidden.png", b"x")
+        add("c.cls", b"1")
+        add("link.png", b"", tarfile.SYMTYPE)
+    out = list(iter_items({"kind": "tar", "source": "wds-x", "uri": str(shard)}, {}))
+    reasons = sorted(o[1] for o in out if isinstance(o, tuple))
+    assert reasons == ["caption_not_utf8", "tar_member_hidden", "tar_member_not_file", "tar_member_unsupported"]
+    items = [o for o in out if isinstance(o, Item)]
+    assert [i.caption for i in items] == ["CT of the chest"] and items[0].key.endswith("!a")

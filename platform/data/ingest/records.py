@@ -2,6 +2,9 @@
 
 Every item ends as rows or as exactly one reject reason; nothing raises out of `process_chunk`
 (an unexpected exception is counted as "internal_error" with the item's key).
+
+PHI: every item key becomes its salted hash (`phi.public_key`) before it is used, so rows, rejects
+and log lines carry no path; captions and reports pass `phi.scrub_report` before anything else.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from radisim.curriculum.reports import DROP_SECTIONS, PhaseCaption, StudyMeta, n
 from radisim.curriculum.tagger import tag_caption
 from radisim.platform.data import imaging as im
 
-from .sources import Item, iter_items
+from .phi import public_key, scrub_report
+from .sources import TAG_NAMES, Item, iter_items
 
 log = logging.getLogger(__name__)
 
@@ -26,36 +30,32 @@ ROW_FIELDS = ("image_id", "image", "caption", "phase", "phase_index", "granulari
               "synthetic")
 
 
-def schema():
+#: Columns of staged rows only (dropped from the written manifests): the dataset's official split
+#: ("train" | "eval" | "") and the dedup key, sha256(content hash | caption).
+STAGED_FIELDS = ("split_hint", "dedup_key")
+
+
+def schema(staged: bool = False):
     import pyarrow as pa
 
     s, ls = pa.string(), pa.list_(pa.string())
     types = {"image": pa.binary(), "phase_index": pa.int8(), "granularities": ls, "organs": ls,
              "width": pa.int32(), "height": pa.int32(), "synthetic": pa.bool_()}
-    return pa.schema([(f, types.get(f, s)) for f in ROW_FIELDS])
+    fields = ROW_FIELDS + (STAGED_FIELDS if staged else ())
+    return pa.schema([(f, types.get(f, s)) for f in fields])
 
 
 def check_caption(caption: Optional[str], max_chars: int) -> tuple[Optional[str], Optional[str]]:
-    """(clean caption, reject reason)."""
+    """(clean caption, reject reason). Whitespace is collapsed within lines; line breaks between
+    report sections (`LABEL: text` lines) are kept."""
     if caption is None:
         return None, "caption_missing"
-    text = " ".join(str(caption).split())
+    text = "\n".join(" ".join(line.split()) for line in str(caption).splitlines() if line.strip())
     if not text:
         return None, "caption_empty"
     if len(text) > max_chars:
         return None, "caption_too_long"
     return text, None
-
-
-def _fit(arr: np.ndarray, max_side: int) -> np.ndarray:
-    from PIL import Image
-
-    h, w = arr.shape
-    if max(h, w) <= max_side:
-        return arr
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(arr, mode="L").resize(size, Image.BILINEAR), dtype=np.uint8)
 
 
 def _anatomy_from_body_part(body_part: Optional[str]) -> str:
@@ -69,11 +69,13 @@ def captions_for(caption: str, given: dict, meta: dict, extra: dict,
                  drop_sections: Iterable[str] = DROP_SECTIONS) -> list[PhaseCaption]:
     """The phase captions of one image (curriculum/reports.py): one per phase its report supports.
     A given `phase` tag is the user's own decision: the whole caption, at that phase, one row. The
-    user's modality/anatomy/view tags, else the image header's, are the study's metadata."""
+    user's or the dataset's modality/anatomy (body part)/view, else the image header's, are the
+    study's metadata."""
+    tags = {k: v for k, v in given.items() if k in TAG_NAMES and k not in ("patient", "study")}
     if given.get("phase") in PHASES:
-        return [PhaseCaption(given["phase"], caption, tag_caption(caption, given=given))]
+        return [PhaseCaption(given["phase"], caption, tag_caption(caption, given=tags))]
     study = StudyMeta(modality=given.get("modality") or extra.get("modality") or meta.get("modality") or "",
-                      body_part=given.get("anatomy") or meta.get("anatomy") or "",
+                      body_part=given.get("anatomy") or given.get("body_part") or meta.get("anatomy") or "",
                       view=given.get("view") or extra.get("view") or meta.get("view") or "")
     return phase_captions(caption, study, drop_sections=drop_sections)
 
@@ -84,14 +86,15 @@ def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tu
     if item.kind == "image":
         return [(im.decode_image(data), {})], meta
     if item.kind == "dicom":
-        frames, sm = im.read_dicom_frames(data, window=opts["ct_window"], salt=salt)
+        frames, sm = im.read_dicom_frames(data, window=opts["ct_window"], salt=salt,
+                                          window_source=opts.get("dicom_window", "header"))
         if opts["dicom_frames"] == "middle":
             frames = [frames[len(frames) // 2]]
         meta = {"modality": sm.modality, "anatomy": _anatomy_from_body_part(sm.body_part), "view": sm.view or "",
                 "patient_key": sm.patient_key, "study_key": sm.study_key,
                 "group_key": (sm.patient_key or sm.study_key or
                               (f"series:{sm.series_key}" if len(frames) > 1 else None))}
-        return [(f, {}) for f in frames], meta
+        return [(f, {"spacing": sm.spacing}) for f in frames], meta
     # NIfTI: one volume -> n slices per view, one shared intensity scale, one split group
     volume, affine = im.read_nifti(data)
     modality = im.guess_volume_modality(volume)
@@ -99,15 +102,22 @@ def decode_item(item: Item, data: bytes, opts: dict, salt: str) -> tuple[list[tu
     out = []
     for view in opts["nifti_views"]:
         for sl in im.nifti_slices(scaled, affine, view, n=opts["nifti_slices_per_view"]):
-            out.append((im.to_uint8(sl), {"view": view}))
+            out.append((im.to_uint8(sl), {"view": view, "spacing": im.slice_spacing(affine, view)}))
     meta = {"modality": modality, "group_key": "volume:" + hashlib.sha256(data).hexdigest()[:20]}
     return out, meta
+
+
+def _reject_reason(err: im.ImagingError) -> str:
+    """A decoder that is missing is named in the reason (pydicom's message names the plugin)."""
+    if err.reason == "dicom_decoder_missing":
+        return str(err)
+    return err.reason
 
 
 def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list) -> int:
     """Append the item's rows (one per image and phase caption) or rejects. Returns how many entries
     (rows + rejects) beyond one it expanded to."""
-    caption, reason = check_caption(item.caption, opts["max_caption_chars"])
+    caption, reason = check_caption(scrub_report(item.caption), opts["max_caption_chars"])
     if reason:
         rejects.append((item.key, reason))
         return 0
@@ -119,33 +129,29 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
         data = item.load()
         images, meta = decode_item(item, data, opts, salt)
     except im.ImagingError as err:
-        rejects.append((item.key, err.reason))
+        rejects.append((item.key, _reject_reason(err)))
         return 0
     if not images:
         rejects.append((item.key, "no_image"))
         return 0
-    given_patient = item.given.get("patient")
-    given_study = item.given.get("study")
-    patient_key = meta.get("patient_key") or im.salted_key(given_patient, salt, "patient")
-    study_key = meta.get("study_key") or im.salted_key(given_study, salt, "study")
     source = item.key.split(":", 1)[0].split("#", 1)[0]
+    # a dataset's own ids are namespaced by the source, so patient 1 of two datasets are two groups
+    given_patient, given_study = item.given.get("patient"), item.given.get("study")
+    patient_key = meta.get("patient_key") or (im.salted_key(f"{source}|{given_patient}", salt, "patient")
+                                              if given_patient else None)
+    study_key = meta.get("study_key") or (im.salted_key(f"{source}|{given_study}", salt, "study")
+                                          if given_study else None)
     added = 0
     for i, (arr, extra) in enumerate(images):
         key = item.key if len(images) == 1 else f"{item.key}[{extra.get('view', 'frame')}{i}]"
         captions = captions_for(caption, item.given, meta, extra, drop)
-        if not captions:
-            rejects.append((key, "caption_untagged"))
+        reason = ("caption_untagged" if not captions else "image_too_small" if min(arr.shape) < opts["min_side"]
+                  else "image_blank" if int(arr.max()) == int(arr.min()) else None)
+        if reason:
+            rejects.append((key, reason))
             added += 1
             continue
-        if min(arr.shape) < opts["min_side"]:
-            rejects.append((key, "image_too_small"))
-            added += 1
-            continue
-        if int(arr.max()) == int(arr.min()):
-            rejects.append((key, "image_blank"))
-            added += 1
-            continue
-        arr = _fit(arr, opts["max_side"])
+        arr = im.fit_side(arr, opts["max_side"], extra.get("spacing"))
         content_hash = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
         png = im.encode_png(arr)
         for pc in captions:  # one row per (image, phase caption); they share the image's hash and id
@@ -158,6 +164,8 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
                 content_hash=content_hash, patient_key=patient_key, study_key=study_key,
                 group_key=patient_key or study_key or meta.get("group_key") or content_hash,
                 width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
+                split_hint=item.given.get("split") or "",
+                dedup_key=hashlib.sha256(f"{content_hash}|{pc.caption}".encode()).hexdigest(),
             )
             # the image header is more reliable than the text for modality and view; a user's given
             # tags describe the study and win on each of its rows
@@ -173,8 +181,19 @@ def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list)
     return added - 1
 
 
-def process_chunk(chunk: dict, opts: dict, salt: str) -> tuple[list[dict], list[tuple[str, str]], int, int]:
-    """-> (rows, rejects, items, expanded). `items + expanded == len(rows) + len(rejects)`."""
+def _public(item: Item, salt: str, key_map: Optional[list]) -> Item:
+    key = public_key(item.key, salt)
+    if key_map is not None:
+        key_map.append((key, item.key))
+    item.key = key
+    return item
+
+
+def process_chunk(chunk: dict, opts: dict, salt: str, key_map: Optional[list] = None
+                  ) -> tuple[list[dict], list[tuple[str, str]], int, int]:
+    """-> (rows, rejects, items, expanded). `items + expanded == len(rows) + len(rejects)`. Every key
+    in the output is a salted hash; with `key_map` (a list) the (hash, original key) pairs are
+    appended to it for the user's private mapping file."""
     rows: list[dict] = []
     rejects: list[tuple[str, str]] = []
     n_items = expanded = 0
@@ -182,8 +201,12 @@ def process_chunk(chunk: dict, opts: dict, salt: str) -> tuple[list[dict], list[
         for item in iter_items(chunk, opts):
             n_items += 1
             if isinstance(item, tuple):
-                rejects.append(item)
+                key = public_key(item[0], salt)
+                if key_map is not None:
+                    key_map.append((key, item[0]))
+                rejects.append((key, item[1]))
                 continue
+            item = _public(item, salt, key_map)
             try:
                 expanded += _rows_for_item(item, opts, salt, rows, rejects)
             except Exception as err:  # a reader bug must not lose the rest of the chunk

@@ -1,13 +1,19 @@
 """Stage chunks with Ray Data, then deduplicate, split and write the manifests and the data card.
 
-Resume: a chunk is finished when `DIR/_staging/<chunk>.json` exists (written after its Parquet, by
-rename). Chunk ids hash the chunk's inputs (paths, sizes, mtimes, row ranges), the ingest options,
-the vocabulary and the salt's digest, so a re-run redoes only new or changed chunks, and a re-run
-with nothing new is a no-op (`DIR/_finalized.json` records the plan the manifests were written from).
+Resume: a chunk is staged when `DIR/_staging/<chunk>.json` and its Parquet exist (written by rename).
+Chunk ids hash the chunk's inputs (paths, sizes, mtimes, byte ranges / row groups), the ingest
+options, the vocabulary and the salt's digest, so an interrupted run redoes only unfinished chunks,
+and a re-run with nothing new is a no-op (`DIR/_finalized.json` records the plan the manifests were
+written from). Once the manifests are written the staged rows are deleted (the summaries stay); a
+later run with changed inputs stages again.
 
-Dedup keeps the first occurrence of each content hash (chunks in id order, rows in order); the
-train/eval split is a hash of the row's group key (salted patient key, else salted study key, else
-the volume/series, else the content hash) so one patient never lands in both splits.
+Dedup keeps the first occurrence of each (image content, caption) pair (chunks in id order, rows in
+order): one image with two different captions keeps both rows. The train/eval split follows the
+dataset's official split where the source gives one (`split_hint`), else a hash of the row's group
+key (salted patient key, else salted study key, else the volume/series, else the content hash); the
+first split a group gets is the split of all its rows, so a patient never lands in both splits.
+Both run as one streaming pass over the staged chunks with the seen keys and groups in an on-disk
+SQLite table: the driver holds one chunk at a time, whatever the number of rows.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -23,14 +30,17 @@ from typing import Optional
 
 from radisim.curriculum.phases import PHASES
 
-from .phi import resolve_salt
-from .records import process_chunk, schema
-from .sources import chunk_id, discover
+from .adapters import discover_source
+from .phi import check_outside, public_key, resolve_salt
+from .records import STAGED_FIELDS, process_chunk, schema
+from .sources import chunk_id
 
 log = logging.getLogger(__name__)
 
 #: Bump when the meaning of a staged row changes: every chunk is redone.
-FORMAT_VERSION = "ingest-2"  # 2: one row per (image, phase caption), curriculum/reports.py
+FORMAT_VERSION = "ingest-3"  # 2: one row per (image, phase caption); 3: + split_hint, dedup_key
+#: Options that say where things go, not what the rows are: left out of chunk ids, the card and MLflow.
+PRIVATE_OPTIONS = ("salt", "salt_file", "key_map")
 SAMPLE_KEYS = 10
 
 
@@ -55,7 +65,33 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _stage_batch(batch: dict, opts: dict, salt: str, staging: str) -> dict:
+def _reject_summary(pairs) -> dict:
+    """{reason: {"count": n, "sample": [up to SAMPLE_KEYS keys]}} (keys are salted hashes)."""
+    out: dict[str, dict] = {}
+    for key, reason in pairs:
+        entry = out.setdefault(reason, {"count": 0, "sample": []})
+        entry["count"] += 1
+        if len(entry["sample"]) < SAMPLE_KEYS:
+            entry["sample"].append(key)
+    return out
+
+
+def _merge_rejects(into: dict, more: dict) -> None:
+    for reason, entry in more.items():
+        target = into.setdefault(reason, {"count": 0, "sample": []})
+        target["count"] += entry["count"]
+        target["sample"] = (target["sample"] + entry["sample"])[:SAMPLE_KEYS]
+
+
+def _write_key_map(folder: str, cid: str, pairs: list) -> None:
+    path = Path(folder) / f"{cid}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps({"key": k, "path": raw}) + "\n" for k, raw in pairs)
+    _atomic_write(path, text.encode())
+    os.chmod(path, 0o600)
+
+
+def _stage_batch(batch: dict, opts: dict, salt: str, staging: str, key_map: Optional[str]) -> dict:
     """Ray Data task: process the chunks of a batch and stage each. Returns one summary row per chunk."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -63,14 +99,17 @@ def _stage_batch(batch: dict, opts: dict, salt: str, staging: str) -> dict:
     out = {"id": [], "rows": [], "items": []}
     for cid, spec in zip(batch["id"], batch["spec"]):
         chunk = json.loads(spec)
-        rows, rejects, n_items, expanded = process_chunk(chunk, opts, salt)
-        table = pa.Table.from_pylist(rows, schema=schema())
+        pairs: Optional[list] = [] if key_map else None
+        rows, rejects, n_items, expanded = process_chunk(chunk, opts, salt, pairs)
+        table = pa.Table.from_pylist(rows, schema=schema(staged=True))
         parquet = Path(staging) / f"{cid}.parquet"
         tmp = parquet.with_name(parquet.name + f".tmp{os.getpid()}")
         pq.write_table(table, tmp)
         os.replace(tmp, parquet)
+        if key_map:
+            _write_key_map(key_map, str(cid), pairs)
         summary = {"chunk": str(cid), "source": chunk["source"], "items": n_items, "expanded": expanded,
-                   "rows": len(rows), "rejects": rejects}
+                   "rows": len(rows), "rejects": _reject_summary(rejects)}
         _atomic_write(Path(staging) / f"{cid}.json", json.dumps(summary).encode())
         out["id"].append(str(cid))
         out["rows"].append(len(rows))
@@ -83,15 +122,55 @@ def _split_of(group_key: str, eval_fraction: float) -> str:
     return "eval" if h < eval_fraction else "train"
 
 
-def _reject_table(pairs) -> dict:
-    counts: Counter = Counter()
-    samples: dict[str, list[str]] = {}
-    for key, reason in pairs:
-        counts[reason] += 1
-        s = samples.setdefault(reason, [])
-        if len(s) < SAMPLE_KEYS:
-            s.append(key)
-    return {r: {"count": counts[r], "sample": samples[r]} for r in sorted(counts)}
+class _Seen:
+    """Dedup keys and group -> split, on disk (SQLite), so the driver's memory stays flat."""
+
+    def __init__(self, path: Path):
+        path.unlink(missing_ok=True)
+        self.db = sqlite3.connect(str(path))
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("CREATE TABLE seen (k TEXT PRIMARY KEY)")
+        self.db.execute("CREATE TABLE groups (g TEXT PRIMARY KEY, split TEXT)")
+
+    def _known(self, table: str, col: str, keys: list[str]) -> dict:
+        found: dict = {}
+        sel = "split" if table == "groups" else "1"
+        for a in range(0, len(keys), 500):
+            part = keys[a: a + 500]
+            q = f"SELECT {col}, {sel} FROM {table} WHERE {col} IN ({','.join('?' * len(part))})"
+            found.update(self.db.execute(q, part).fetchall())
+        return found
+
+    def assign(self, dedup: list[str], groups: list[str], hints: list[str], eval_fraction: float):
+        """-> (keep flags, split per row, rows whose official split yielded to their group's)."""
+        seen = self._known("seen", "k", sorted(set(dedup)))
+        known = self._known("groups", "g", sorted(set(groups)))
+        keep, split, overridden, new_keys, new_groups = [], [], 0, [], {}
+        for k, g, hint in zip(dedup, groups, hints):
+            if k in seen:
+                keep.append(False)
+                split.append("")
+                continue
+            seen[k] = 1
+            new_keys.append((k,))
+            s = known.get(g) or new_groups.get(g)
+            if s is None:
+                s = hint or _split_of(g, eval_fraction)
+                new_groups[g] = s
+            elif hint and hint != s:
+                overridden += 1
+            keep.append(True)
+            split.append(s)
+        self.db.executemany("INSERT INTO seen VALUES (?)", new_keys)
+        self.db.executemany("INSERT INTO groups VALUES (?, ?)", list(new_groups.items()))
+        return keep, split, overridden
+
+    def groups_in(self, split: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM groups WHERE split = ?", (split,)).fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def finalize(out: Path, chunk_ids: list[str], eval_fraction: float) -> dict:
@@ -104,24 +183,23 @@ def finalize(out: Path, chunk_ids: list[str], eval_fraction: float) -> dict:
     dirs = {s: out / s for s in ("train", "eval")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
-    seen: dict[str, tuple[str, str]] = {}  # content hash -> the (source, key) whose image it is
+    seen = _Seen(staging / "finalize.sqlite")
     duplicates: list[tuple[str, str]] = []
+    n_duplicates = overridden = 0
     counts: Counter = Counter()
     by_split = {s: Counter() for s in dirs}
     written = {s: [] for s in dirs}
-    groups = {s: set() for s in dirs}
     for cid in sorted(chunk_ids):
         table = pq.read_table(staging / f"{cid}.parquet")
-        keep, split = [], []
-        for h, g, src, key in zip(*(table.column(c).to_pylist() for c in ("content_hash", "group_key", "source",
-                                                                          "source_key"))):
-            if seen.setdefault(h, (src, key)) != (src, key):  # an image's phase-caption rows share its hash
-                duplicates.append((f"{src}:{key}", "duplicate"))  # per row: the card balances rows
-                keep.append(False)
-                split.append("")
-                continue
-            keep.append(True)
-            split.append(_split_of(g, eval_fraction))
+        keep, split, over = seen.assign(*(table.column(c).to_pylist() for c in ("dedup_key", "group_key", "split_hint")),
+                                        eval_fraction)
+        overridden += over
+        for src, key, k in zip(table.column("source").to_pylist(), table.column("source_key").to_pylist(), keep):
+            if not k:
+                n_duplicates += 1
+                if len(duplicates) < SAMPLE_KEYS:
+                    duplicates.append(f"{src}:{key}")
+        table = table.drop_columns(list(STAGED_FIELDS))
         split_col = pa.array(split)
         for s, d in dirs.items():
             part = table.filter(pc.and_(pa.array(keep), pc.equal(split_col, s)))
@@ -133,93 +211,121 @@ def finalize(out: Path, chunk_ids: list[str], eval_fraction: float) -> dict:
             pq.write_table(part, tmp)
             os.replace(tmp, target)
             written[s].append(target.name)
-            for row in part.select(["phase", "modality", "anatomy", "source", "group_key"]).to_pylist():
+            for row in part.select(["phase", "modality", "anatomy", "source"]).to_pylist():
                 counts[(s, row["phase"], row["modality"], row["anatomy"], row["source"])] += 1
                 by_split[s][row["phase"]] += 1
-                groups[s].add(row["group_key"])
     wanted = {s: set(w) for s, w in written.items()}
     for s, d in dirs.items():  # shards of chunks that no longer exist
         for old in d.glob("part-*.parquet"):
             if old.name not in wanted[s]:
                 old.unlink()
-    leak = groups["train"] & groups["eval"]
-    assert not leak, "a patient/study group landed in both splits"
+    groups = {s: seen.groups_in(s) for s in dirs}
+    seen.close()
     return {
-        "duplicates": duplicates,
-        "splits": {s: {"rows": sum(by_split[s].values()), "groups": len(groups[s]), "files": sorted(written[s]),
+        "duplicates": {"count": n_duplicates, "sample": duplicates},
+        "official_split_overridden": overridden,
+        "splits": {s: {"rows": sum(by_split[s].values()), "groups": groups[s], "files": sorted(written[s]),
                        "by_phase": {p: by_split[s][p] for p in PHASES if by_split[s][p]}} for s in dirs},
         "counts": [{"split": k[0], "phase": k[1], "modality": k[2], "anatomy": k[3], "source": k[4], "rows": n}
                    for k, n in sorted(counts.items())],
     }
 
 
+def _clean_staging(staging: Path) -> None:
+    """The staged rows are in the manifests now: keep only the small per-chunk summaries."""
+    for p in list(staging.glob("*.parquet")) + list(staging.glob("*.tmp*")) + list(staging.glob("*.sqlite")):
+        p.unlink(missing_ok=True)
+
+
 def run_ingest(sources: list[str], out_dir: str, ingest, ray_cfg=None, tracking=None,
                log_mlflow: bool = True) -> IngestResult:
-    """Ingest `sources` into `out_dir` (local). `ingest` is an IngestConfig."""
+    """Ingest `sources` (`KIND:PATH` or a bare path/URI) into `out_dir` (local). `ingest` is an IngestConfig."""
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     opts = ingest.model_dump()
-    salt, salt_from = resolve_salt(opts.pop("salt"), str(out))
-    fingerprint = _fingerprint(opts, salt)
+    salt, salt_from = resolve_salt(opts["salt"], opts.get("salt_file"), str(out))
+    key_map = opts.get("key_map")
+    if key_map:
+        key_map = os.path.expanduser(key_map)
+        check_outside(key_map, str(out), "key map (hash -> original path)")
+    public_opts = {k: v for k, v in opts.items() if k not in PRIVATE_OPTIONS}
+    fingerprint = _fingerprint(public_opts, salt)
 
     chunks: dict[str, dict] = {}
     discovery_rejects: list[tuple[str, str]] = []
+    labels = []
     for source in sources:
-        found = discover(source, opts)
-        discovery_rejects += found.rejects
+        kind, label, found = discover_source(source, opts, salt)
+        labels.append({"label": label, "kind": kind, "chunks": len(found.chunks)})
+        discovery_rejects += [(public_key(k, salt), r) for k, r in found.rejects]
+        if key_map and found.rejects:
+            _write_key_map(key_map, f"discovery-{label}", [(public_key(k, salt), k) for k, _ in found.rejects])
         for spec in found.chunks:
             chunks[chunk_id(spec, fingerprint)] = spec
     staging = out / "_staging"
     staging.mkdir(exist_ok=True)
-    todo = [cid for cid in sorted(chunks) if not (staging / f"{cid}.json").is_file()]
     plan = hashlib.sha256(json.dumps([sorted(chunks), sorted(discovery_rejects), opts["eval_fraction"]]).encode()
                           ).hexdigest()
     marker = out / "_finalized.json"
     card_path = out / "data_card.json"
-    if not todo and marker.is_file() and card_path.is_file() and json.loads(marker.read_text()).get("plan") == plan:
+    if marker.is_file() and card_path.is_file() and json.loads(marker.read_text()).get("plan") == plan:
         return IngestResult(json.loads(card_path.read_text()), True, 0, len(chunks))
+    todo = [cid for cid in sorted(chunks)
+            if not ((staging / f"{cid}.json").is_file() and (staging / f"{cid}.parquet").is_file())]
 
     t0 = time.time()
     if todo:
-        _stage_with_ray(todo, chunks, opts, salt, staging, ray_cfg)
+        _stage_with_ray(todo, chunks, opts, salt, staging, ray_cfg, key_map)
     stage_s = time.time() - t0
 
-    summaries = [json.loads((staging / f"{cid}.json").read_text()) for cid in sorted(chunks)]
+    rejected: dict = _reject_summary(discovery_rejects)
+    inputs, expanded = len(discovery_rejects), 0
+    for cid in sorted(chunks):
+        summary = json.loads((staging / f"{cid}.json").read_text())
+        inputs += summary["items"]
+        expanded += summary["expanded"]
+        _merge_rejects(rejected, summary["rejects"])
     stats = finalize(out, list(chunks), opts["eval_fraction"])
-    rejects = discovery_rejects + [tuple(r) for s in summaries for r in s["rejects"]] + stats.pop("duplicates")
-    inputs = len(discovery_rejects) + sum(s["items"] for s in summaries)
-    expanded = sum(s["expanded"] for s in summaries)
+    dup = stats.pop("duplicates")
+    if dup["count"]:
+        _merge_rejects(rejected, {"duplicate": dup})
+    rejected = dict(sorted(rejected.items()))
     kept = stats["splits"]["train"]["rows"] + stats["splits"]["eval"]["rows"]
-    rejected = _reject_table(rejects)
     n_rejected = sum(r["count"] for r in rejected.values())
     card = {
         "kind": "ingested",
         "synthetic": False,
-        "sources": list(sources),
+        "sources": labels,
         "inputs": inputs,
         "expanded": expanded,
         "kept": kept,
         "rejected": rejected,
         "rejected_total": n_rejected,
         "balanced": inputs + expanded == kept + n_rejected,
-        "accounting": "inputs (images, manifest rows, tar samples, listed files; a volume or multi-frame "
-                      "DICOM counts once) + expanded (its extra slices/frames) == kept + rejected_total",
+        "accounting": "inputs (images, manifest rows, tar samples and members, listed files; a volume or "
+                      "multi-frame DICOM counts once) + expanded (its extra slices, frames and phase-caption "
+                      "rows) == kept + rejected_total",
+        "keys": "source labels, source_key, image_id and reject samples are salted hashes (data.ingest.key_map "
+                "maps them back, outside this folder)",
+        "official_split_overridden": stats.pop("official_split_overridden"),
         "splits": stats["splits"],
         "counts": stats["counts"],
         "by_source": _sum_by(stats["counts"], "source"),
         "salt_from": salt_from,
-        "ingest": opts,
+        "ingest": public_opts,
         "chunks": {"total": len(chunks), "staged_this_run": len(todo), "reused": len(chunks) - len(todo)},
         "stage_seconds": round(stage_s, 2),
     }
     _atomic_write(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     _atomic_write(marker, json.dumps({"plan": plan}).encode())
+    _clean_staging(staging)
     if log_mlflow and tracking is not None:
         log_card(card, card_path, tracking)
     return IngestResult(card, False, len(todo), len(chunks) - len(todo))
 
 
-def _stage_with_ray(todo: list[str], chunks: dict, opts: dict, salt: str, staging: Path, ray_cfg) -> None:
+def _stage_with_ray(todo: list[str], chunks: dict, opts: dict, salt: str, staging: Path, ray_cfg,
+                    key_map: Optional[str]) -> None:
     import ray
 
     from radisim.platform.config import RayConfig
@@ -229,7 +335,7 @@ def _stage_with_ray(todo: list[str], chunks: dict, opts: dict, salt: str, stagin
         items = [{"id": cid, "spec": json.dumps(chunks[cid])} for cid in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))      # [ray] one block per chunk
         ds = ds.map_batches(_stage_batch, batch_size=1, num_cpus=opts["task_cpus"],   # [ray] scale-out
-                            fn_kwargs={"opts": opts, "salt": salt, "staging": str(staging)})
+                            fn_kwargs={"opts": opts, "salt": salt, "staging": str(staging), "key_map": key_map})
         done = ds.take_all()                                                  # [ray] run it
     log.info("staged %d chunks, %d rows", len(done), sum(r["rows"] for r in done))
 
@@ -254,10 +360,10 @@ def log_card(card: dict, card_path: Path, tracking) -> str:
     tracker = Tracker(tracking.experiment, tracking.tracking_uri)
     run_id = tracker.start_run(tracking.run_name or "prepare-data", tags={"radisim.job": "prepare-data"})
     tracker.log_params(run_id, {f"ingest.{k}": v for k, v in card["ingest"].items()}
-                       | {"sources": len(card["sources"]), "salt_from": card["salt_from"]})
+                       | {"sources": ",".join(s["label"] for s in card["sources"]), "salt_from": card["salt_from"]})
     metrics = {"inputs": card["inputs"], "kept": card["kept"], "rejected": card["rejected_total"],
                "expanded": card["expanded"]}
-    metrics |= {f"rejected/{r}": v["count"] for r, v in card["rejected"].items()}
+    metrics |= {f"rejected/{_metric_safe(r)}": v["count"] for r, v in card["rejected"].items()}
     for split, s in card["splits"].items():
         metrics[f"rows/{split}"] = s["rows"]
         metrics |= {f"rows/{split}/{p}": n for p, n in s["by_phase"].items()}
