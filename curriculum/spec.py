@@ -29,7 +29,7 @@ class PhaseSpec(BaseModel):
     data: list[str] = Field(default_factory=list)
     #: The phase's budget: optimizer `steps`, or `epochs` over its own rows (its data tags' rows as
     #: pacing and replay mix them), turned into steps from the manifest's row counts before any fit
-    #: (radisim.platform.train.budget.resolve_epochs). Exactly one of the two.
+    #: (radisim.platform.train.plan.resolve_epochs). Exactly one of the two.
     steps: Optional[int] = Field(None, ge=1, description="optimizer steps in this phase")
     epochs: Optional[float] = Field(None, gt=0, description="passes over this phase's rows (instead of steps)")
     lr: float = Field(1e-4, gt=0, lt=1)
@@ -159,7 +159,7 @@ class CurriculumSpec(BaseModel):
         unresolved = [p.name for p in self.phases if p.steps is None]
         if unresolved:
             raise ValueError(f"phases {unresolved} give epochs: resolve them into steps from the data first "
-                             "(radisim.platform.train.budget.resolve_epochs)")
+                             "(radisim.platform.train.plan.resolve_epochs)")
         return sum(p.steps for p in self.phases)
 
     @property

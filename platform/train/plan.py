@@ -27,15 +27,16 @@ def steps_for_epochs(epochs: float, rows: int, per_step: int) -> int:
 
 
 def resolve_epochs(cfg: JobConfig, counts: dict[str, int]) -> JobConfig:
-    """`cfg` with every phase's `steps` set: phases that give `epochs` get them from their own rows
-    (pacing and replay included) in the phases' written order, before any ordering rearranges them, so
+    """`cfg` with every phase's `steps` set: phases that give `epochs` get them from their own rows (the
+    rows tagged with the phase's `data`; replay and pacing shares are extra, and they depend on the
+    steps being resolved here), in the phases' written order, before any ordering rearranges them, so
     that every ordering of an ablation keeps the per-position budget. Fails naming the phase when a
     phase has no rows or its warm-up outlasts its schedule."""
     spec, per_step = cfg.curriculum, samples_per_step(cfg)
     phases = []
     for i, phase in enumerate(spec.phases):
         if phase.steps is None:
-            rows = expected_rows(counts, spec.mix(i, counts))
+            rows = sum(counts.get(tag, 0) for tag in phase.data)
             if rows == 0:
                 raise ValueError(f"curriculum.phases.{i} ({phase.name}): epochs given but the manifest has no rows "
                                  f"tagged {phase.data}")

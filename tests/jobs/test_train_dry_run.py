@@ -34,14 +34,16 @@ def test_the_recipe_plan(manifest, capsys, tmp_path, monkeypatch):
     assert "BiomedCLIP" in out and "continue" in out
     cfg = train_job.load_config(train_job.job_parser("train", "").parse_args(
         ["--config", RECIPE, "--set", f"data.root={manifest}", "--set", "curriculum.phases.0.warmup_steps=2"]))
-    from radisim.platform.train.plan import build_plan
+    from radisim.platform.train.plan import build_plan, resolve_epochs
 
     plan = build_plan(cfg, phase_counts(train_dir(str(manifest))))
     counts = phase_counts(train_dir(str(manifest)))
+    resolved = resolve_epochs(cfg, counts).curriculum
     assert [p.name for p in plan.phases] == ["modality", "anatomy", "localization", "abnormality", "grading"]
     for i, p in enumerate(plan.phases):
-        assert p.rows == expected_rows(counts, cfg.curriculum.mix(i, counts)) > 0
-        assert p.steps == max(1, math.floor(10 * p.rows / 8192)) and p.epochs_given == 10
+        own_rows = sum(counts.get(tag, 0) for tag in resolved.phases[i].data)  # epochs count the phase's own rows
+        assert p.rows == expected_rows(counts, resolved.mix(i, counts)) > 0
+        assert p.steps == max(1, math.floor(10 * own_rows / 8192)) and p.epochs_given == 10
         assert f"{p.name}" in out and p.loss == "siglip"
     assert plan.total_steps == sum(p.steps for p in plan.phases) and plan.gpus == 4
     assert plan.phases[0].lr_start == pytest.approx(1e-4 / 2)  # step 1 of a 2-step warm-up
