@@ -7,6 +7,9 @@ Contract of an adapter (register it with `@register_adapter("<dataset name>")`):
   - `root` is the dataset's directory in its real published layout (the adapter documents that
     layout in its docstring). If `root` or a file the adapter needs is missing, raise
     `DatasetNotFoundError` with what was expected where (`DatasetNotFoundError.expected(...)`).
+  - Every example names its CASE (`Examples.cases`): the patient, exam or volume it comes from, the
+    unit the bootstrap resamples. A dataset that publishes no patient grouping uses the image id
+    (its docstring says so); `load_examples` refuses examples without case ids.
   - The result holds, for every example, an image (uint8 array, grayscale HxW or RGB HxWx3, or encoded
     PNG/JPEG bytes), its label(s) in the subtask's class order (`Examples` docstring), and optional
     per-example metadata (e.g. "view", "patient_id").
@@ -83,6 +86,7 @@ class Examples:
     classes  the subtask's class names (score column order)
     queries  localization only: (n,) the organ each example asks about
     metadata optional per-example columns, each (n,)
+    cases    (n,) str: the case (patient / exam / volume) of each example; the bootstrap's unit
     """
 
     pool: ImagePool
@@ -91,12 +95,17 @@ class Examples:
     classes: tuple[str, ...]
     queries: np.ndarray | None = None
     metadata: dict[str, np.ndarray] = field(default_factory=dict)
+    cases: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.rows = np.asarray(self.rows, dtype=np.int64)
         self.y = np.asarray(self.y)
         if len(self.rows) != len(self.y):
             raise ValueError(f"{len(self.rows)} rows but {len(self.y)} labels")
+        if self.cases is not None:
+            self.cases = np.asarray([str(c) for c in self.cases], dtype=object)
+            if len(self.cases) != len(self.rows):
+                raise ValueError(f"{len(self.rows)} rows but {len(self.cases)} case ids")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -115,12 +124,15 @@ class Examples:
         classes: Sequence[str],
         queries: Any = None,
         metadata: dict[str, Any] | None = None,
+        cases: Sequence[str] | None = None,
     ) -> "Examples":
+        """A private pool of `images`; `cases` defaults to the image ids (one image per case)."""
         pool = ImagePool(name, tuple(str(i) for i in image_ids), list(images))
         return cls(
             pool, np.arange(len(pool)), np.asarray(y), tuple(classes),
             None if queries is None else np.asarray(queries),
             {k: np.asarray(v) for k, v in (metadata or {}).items()},
+            np.asarray(pool.image_ids if cases is None else list(cases), dtype=object),
         )
 
 
@@ -155,6 +167,9 @@ def load_examples(adapter: str, root: str | Path, subtask: Subtask, **options: A
         raise ValueError(f"adapter {adapter!r} returned classes {examples.classes} for {subtask.id}, expected {subtask.classes}")
     if len(examples) == 0:
         raise ValueError(f"adapter {adapter!r} returned no examples for subtask {subtask.id}")
+    if examples.cases is None:
+        raise ValueError(f"adapter {adapter!r} returned no case ids for subtask {subtask.id} (Examples.cases: the "
+                         f"patient / exam / volume of each example, the image id where the dataset has none)")
     if subtask.kind == "localization" and examples.queries is None:
         raise ValueError(f"adapter {adapter!r} returned no queries for localization subtask {subtask.id}")
     return examples

@@ -39,7 +39,10 @@ CLASS_MEMBERS: dict[str, frozenset[str]] = {
     "kidneys": frozenset({"kidneys", "left kidney", "right kidney"}),
     "lungs": frozenset({"lungs", "left lung", "right lung"}),
 }
+#: Image files the folder and CSV adapters read (PNG/JPEG pass through, TIFF/BMP are re-encoded).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Column names a CSV's image path may have, in the order they are looked for.
+IMAGE_COLUMNS = ("path", "filepath", "image", "image_path", "file")
 
 
 # ------------------------------------------------------------------------------------------ layout checks
@@ -123,9 +126,12 @@ def png(image: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE,
     return imaging.encode_png(fit_side(imaging.to_uint8(image), max_side, spacing))
 
 
-def image_file_bytes(path: Path, max_side: int | None = DEFAULT_MAX_SIDE, window: str = imaging.DEFAULT_CT_WINDOW) -> bytes:
+def image_file_bytes(path: Path, max_side: int | None = DEFAULT_MAX_SIDE, window: str | tuple = imaging.DEFAULT_CT_WINDOW,
+                     slice_index: int | None = None) -> bytes:
     """Any supported file -> encoded image bytes. PNG/JPEG pass through unchanged (the pool fingerprint
-    then hashes the published file); DICOM -> `imaging.read_dicom`; NIfTI -> its central axial slice."""
+    then hashes the published file); DICOM -> `imaging.read_dicom` in `window`; NIfTI -> the axial slice
+    `slice_index` (an index along the stored file's third axis, e.g. a lesion's; default the central
+    slice), in `window` for CT."""
     suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
     if suffix in (".dcm", ".dicom", ""):
         image, _ = imaging.read_dicom(path, window=window)
@@ -133,7 +139,11 @@ def image_file_bytes(path: Path, max_side: int | None = DEFAULT_MAX_SIDE, window
     if suffix in (".nii", ".nii.gz"):
         volume, affine = imaging.read_nifti(path)
         modality = imaging.guess_volume_modality(volume)
-        (sl,) = imaging.nifti_slices(volume, affine, "axial")
+        if slice_index is None:
+            (sl,) = imaging.nifti_slices(volume, affine, "axial")
+        else:
+            axis, index = canonical_index(path, 2, int(slice_index))
+            (sl,) = imaging.nifti_slices(volume, affine, {0: "sagittal", 1: "coronal", 2: "axial"}[axis], indices=[index])
         return png(imaging.normalise(sl, modality, window), max_side)
     if suffix in (".tif", ".tiff", ".bmp"):
         return png(imaging.decode_image(path.read_bytes()), max_side)
@@ -198,17 +208,18 @@ def slice_examples(dataset: str, root: Path, slices: SliceSet, subtask: Subtask,
     asked about in localization (default: every organ visible in a slice)."""
     meta = lambda rows: {"view": np.asarray([slices.views[r] for r in rows], dtype=object),  # noqa: E731
                          "case": np.asarray([slices.cases[r] for r in rows], dtype=object)}
+    cases_of = lambda rows: np.asarray([slices.cases[r] for r in rows], dtype=object)  # noqa: E731
     n = len(slices.pool)
     if subtask.kind == "multi-label":
         rows = list(range(n))
         y = np.asarray([[int(bool(_members(c) & set(slices.organs[r]))) for c in subtask.classes] for r in rows])
-        return Examples(slices.pool, np.asarray(rows), y, subtask.classes, None, meta(rows))
+        return Examples(slices.pool, np.asarray(rows), y, subtask.classes, None, meta(rows), cases_of(rows))
     if subtask.kind == "single-label" and set(subtask.classes) <= set(imaging.VIEWS):
         rows = [r for r in range(n) if slices.views[r] in subtask.classes]
         y = [subtask.classes.index(slices.views[r]) for r in rows]
         if not rows:
             raise DatasetNotFoundError.expected(dataset, root, f"slices in the views {subtask.classes}")
-        return Examples(slices.pool, np.asarray(rows), np.asarray(y), subtask.classes, None, meta(rows))
+        return Examples(slices.pool, np.asarray(rows), np.asarray(y), subtask.classes, None, meta(rows), cases_of(rows))
     if subtask.kind == "localization":
         rows, y, asked = [], [], []
         allowed = None if queries is None else set(queries)
@@ -221,7 +232,7 @@ def slice_examples(dataset: str, root: Path, slices: SliceSet, subtask: Subtask,
         if not rows:
             raise DatasetNotFoundError.expected(dataset, root, f"slices showing one of the organs {sorted(allowed or [])}",
                                                 found="no slice where an organ mask is large enough")
-        return Examples(slices.pool, np.asarray(rows), np.asarray(y), subtask.classes, np.asarray(asked), meta(rows))
+        return Examples(slices.pool, np.asarray(rows), np.asarray(y), subtask.classes, np.asarray(asked), meta(rows), cases_of(rows))
     raise ValueError(f"dataset {dataset!r} serves multi-label, view and localization subtasks, not {subtask.id} ({subtask.kind})")
 
 

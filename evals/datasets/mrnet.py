@@ -66,4 +66,5 @@ def mrnet(root: Path, subtask: Subtask, split: str = "valid", planes: Sequence[s
         raise DatasetNotFoundError.expected("mrnet", root, f"labels of exams {missing[:5]} in {label_file.name}", found="none")
     y = np.asarray([labels[e] for e in exams])
     return Examples(pool, np.arange(len(pool)), y, subtask.classes, None,
-                    {"exam": np.asarray(exams, dtype=object), "view": np.asarray(views, dtype=object)})
+                    {"exam": np.asarray(exams, dtype=object), "view": np.asarray(views, dtype=object)},
+                    cases=np.asarray(exams, dtype=object))

@@ -1,0 +1,223 @@
+"""Model families the suite can evaluate zero-shot, keyed by the prefix of `--model`.
+
+Contract of a family (register it with `@register_family(prefix)`): a loader
+
+    loader(ref: ModelRef, device: str) -> ZeroShotModel
+
+that builds the model offline from what is on disk (a hub id resolves through the local Hugging Face
+cache only when the network is off) and raises `RuntimeError` naming what to download and where when
+it cannot. A `ZeroShotModel` has
+  fingerprint        hashes every weight: a new checkpoint is a new embedding-cache key
+  describe()         {field: str} that also keys the cache: family, library version, preprocess
+  logit_scale        the temperature the scores use (capped at MAX_LOGIT_SCALE)
+  encode_images(pil) (n, D) L2-normalised float32 of a list of RGB PIL images (eval preprocess)
+  encode_texts(txt)  (n, D) L2-normalised float32 of a list of prompts
+
+Families:
+  open_clip      (no prefix) bundled configs, open_clip names with a pretrained tag or weights file,
+                 `hf-hub:` ids, and our checkpoints (`radisim.platform.models.load_clip`)
+  transformers   `transformers:ID_OR_PATH`: a Hugging Face CLIP or SigLIP model (AutoModel; the
+                 config's `model_type` says which, never the name), its AutoTokenizer and
+                 AutoImageProcessor from the same folder or hub id. Covers PubMedCLIP
+                 (flaviagiammarino/pubmed-clip-vit-base-patch32), SigLIP (google/siglip-*),
+                 MedSigLIP (google/medsiglip-448) and any CLIPModel / SiglipModel checkpoint.
+                 SigLIP text is padded to max_length, as it was trained.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .embed import ModelRef
+
+Loader = Callable[["ModelRef", str], "ZeroShotModel"]
+_FAMILIES: dict[str, Loader] = {}
+DEFAULT_FAMILY = "open_clip"
+MAX_LOGIT_SCALE = 100.0
+
+
+def register_family(prefix: str) -> Callable[[Loader], Loader]:
+    def decorate(fn: Loader) -> Loader:
+        if prefix in _FAMILIES and _FAMILIES[prefix] is not fn:
+            raise ValueError(f"model family {prefix!r} registered twice")
+        _FAMILIES[prefix] = fn
+        return fn
+
+    return decorate
+
+
+def family_names() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """`transformers:ID` -> ("transformers", "ID"); anything else is open_clip's (hf-hub: included)."""
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in _FAMILIES and prefix != DEFAULT_FAMILY:
+        return prefix, rest
+    return DEFAULT_FAMILY, spec
+
+
+def load_model(ref: "ModelRef", device: str = "cpu") -> "ZeroShotModel":
+    try:
+        loader = _FAMILIES[ref.family]
+    except KeyError:
+        raise KeyError(f"no model family {ref.family!r} (registered: {', '.join(family_names())})") from None
+    return loader(ref, device)
+
+
+def _normalise(x):
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class ZeroShotModel:
+    """Base of the families: holds the torch module for `.parameters()` / `.eval()`."""
+
+    family = ""
+    fingerprint = ""
+
+    def describe(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    @property
+    def logit_scale(self) -> float:
+        raise NotImplementedError
+
+    def encode_images(self, images: list) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode_texts(self, prompts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------- open_clip
+class OpenClipModel(ZeroShotModel):
+    """An open_clip `ClipBundle` (model, preprocess, tokenizer, fingerprint)."""
+
+    family = "open_clip"
+
+    def __init__(self, bundle):
+        self.bundle = bundle
+        self.model, self.preprocess, self.tokenizer = bundle.model, bundle.preprocess, bundle.tokenizer
+        self.fingerprint = bundle.fingerprint
+        self.device = next(self.model.parameters()).device
+
+    def describe(self) -> dict[str, str]:
+        import open_clip
+
+        return {"family": self.family, "open_clip": open_clip.__version__, "preprocess": repr(self.preprocess)}
+
+    @property
+    def logit_scale(self) -> float:
+        return float(min(float(self.model.logit_scale.detach().exp()), MAX_LOGIT_SCALE))
+
+    def encode_images(self, images: list) -> np.ndarray:
+        import torch
+
+        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        self.model.eval()
+        with torch.inference_mode():
+            return self.model.encode_image(pixels, normalize=True).float().cpu().numpy()
+
+    def encode_texts(self, prompts: list[str]) -> np.ndarray:
+        import torch
+
+        self.model.eval()
+        with torch.inference_mode():
+            emb = self.model.encode_text(self.tokenizer(prompts).to(self.device), normalize=True)
+        return emb.float().cpu().numpy()
+
+
+@register_family("open_clip")
+def _load_open_clip(ref: "ModelRef", device: str) -> ZeroShotModel:
+    from radisim.platform.models import load_clip
+
+    return OpenClipModel(load_clip(ref.name, pretrained=ref.pretrained,
+                                   checkpoint=None if ref.checkpoint is None else str(ref.checkpoint),
+                                   device=device, siglip=ref.siglip))
+
+
+# ---------------------------------------------------------------------------------------- transformers
+def _fingerprint_state(model, name: str) -> str:
+    import torch
+
+    digest = hashlib.sha256(name.encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _features(output):
+    """transformers 5 returns a ModelOutput whose pooler_output is the projected embedding; 4.x a tensor."""
+    return getattr(output, "pooler_output", output)
+
+
+class TransformersModel(ZeroShotModel):
+    """A Hugging Face CLIPModel / SiglipModel with its tokenizer and image processor."""
+
+    family = "transformers"
+    SIGLIP_TYPES = ("siglip", "siglip2")
+
+    def __init__(self, model, tokenizer, image_processor, name: str):
+        self.model, self.tokenizer, self.image_processor, self.name = model, tokenizer, image_processor, name
+        self.model_type = str(model.config.model_type)
+        if self.model_type not in ("clip", *self.SIGLIP_TYPES):
+            raise RuntimeError(f"transformers:{name} is a {self.model_type!r} model; CLIP and SigLIP models are supported")
+        self.device = next(model.parameters()).device
+        self.fingerprint = _fingerprint_state(model, f"transformers:{name}")
+
+    def describe(self) -> dict[str, str]:
+        import transformers
+
+        return {"family": self.family, "transformers": transformers.__version__, "model_type": self.model_type,
+                "preprocess": repr(self.image_processor.to_dict())}
+
+    @property
+    def logit_scale(self) -> float:
+        return float(min(float(self.model.logit_scale.detach().exp()), MAX_LOGIT_SCALE))
+
+    def encode_images(self, images: list) -> np.ndarray:
+        import torch
+
+        pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+        self.model.eval()
+        with torch.inference_mode():
+            return _normalise(_features(self.model.get_image_features(pixel_values=pixels))).float().cpu().numpy()
+
+    def encode_texts(self, prompts: list[str]) -> np.ndarray:
+        import torch
+
+        if self.model_type in self.SIGLIP_TYPES:  # SigLIP was trained on text padded to max_length
+            length = int(self.model.config.text_config.max_position_embeddings)
+            tokens = self.tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        else:
+            tokens = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt")
+        tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+        if self.model_type in self.SIGLIP_TYPES:
+            tokens.pop("attention_mask", None)  # SigLIP pools the last token of the padded sequence
+        self.model.eval()
+        with torch.inference_mode():
+            return _normalise(_features(self.model.get_text_features(**tokens))).float().cpu().numpy()
+
+
+@register_family("transformers")
+def _load_transformers(ref: "ModelRef", device: str) -> ZeroShotModel:
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    name = ref.name
+    try:
+        model = AutoModel.from_pretrained(name).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        processor = AutoImageProcessor.from_pretrained(name)
+    except (OSError, ValueError) as err:  # offline / missing files arrive as OSError (EnvironmentError)
+        cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        raise RuntimeError(
+            f"could not load transformers model {name!r} from disk ({type(err).__name__}: {str(err).splitlines()[0]}). "
+            f"Download it once where there is network (`huggingface-cli download {name}`) and copy the Hugging Face "
+            f"cache ({cache}) here, or pass a local folder written by save_pretrained: --model transformers:/path") from None
+    return TransformersModel(model, tokenizer, processor, name)
