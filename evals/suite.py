@@ -177,18 +177,21 @@ def run_suite(
 
 def score_subtask(task: Subtask, ex: Examples, scores: np.ndarray, n_bootstrap: int, seed: int) -> SubtaskResult:
     """Every metric of one subtask with its case-level CI, chance level and chance-normalised value."""
-    values, boots = metrics_lib.evaluate_resampled(task.kind, ex.y, scores, n_bootstrap, _subtask_seed(seed, task.id),
-                                                   cases=ex.cases)
-    chance = metrics_lib.chance_levels(task.kind, ex.y, len(task.classes))
+    ids, y, cases, scores = ex.unit_scores(scores)  # per exam where the protocol scores exams (MRNet)
+    values, boots = metrics_lib.evaluate_resampled(task.kind, y, scores, n_bootstrap, _subtask_seed(seed, task.id),
+                                                   cases=cases)
+    chance = metrics_lib.chance_levels(task.kind, y, len(task.classes))
     keyed = {task.key(name): v for name, v in values.items()}
     for name in task.metrics:
         norm = [metrics_lib.chance_normalised(values[name + end], chance[name]) for end in ("", "_ci_low", "_ci_high")]
         keyed.update({task.key(f"{name}_chance"): chance[name], task.key(f"{name}_norm"): norm[0],
                       task.key(f"{name}_norm_ci_low"): norm[1], task.key(f"{name}_norm_ci_high"): norm[2]})
     keyed[task.key("n_images")] = float(len(ex))
-    keyed[task.key("n_cases")] = float(len(set(ex.cases)))
-    return SubtaskResult(task, task.classes, ex.y, scores, keyed, ex.queries, np.asarray(ex.image_ids, dtype=object),
-                         ex.cases, {m: values[m] for m in task.metrics}, chance, boots)
+    keyed[task.key("n_cases")] = float(len(set(cases)))
+    keyed[task.key("n_scored")] = float(len(y))  # images, or units (exams) where scored per unit
+    queries = ex.queries if ex.units is None else None
+    return SubtaskResult(task, task.classes, y, scores, keyed, queries, ids, cases,
+                         {m: values[m] for m in task.metrics}, chance, boots)
 
 
 def _normalised_resamples(result: SubtaskResult, n_bootstrap: int) -> np.ndarray:

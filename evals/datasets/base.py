@@ -87,6 +87,10 @@ class Examples:
     queries  localization only: (n,) the organ each example asks about
     metadata optional per-example columns, each (n,)
     cases    (n,) str: the case (patient / exam / volume) of each example; the bootstrap's unit
+    units    optional (n,) str: score per unit, not per image (an MRNet exam): `unit_scores` turns the
+             image scores into one score per unit = the mean over its `levels` (e.g. the MR planes) of
+             the mean score of its images at that level; all images of a unit share its label and case
+    levels   optional (n,) str, with `units`
     """
 
     pool: ImagePool
@@ -96,6 +100,8 @@ class Examples:
     queries: np.ndarray | None = None
     metadata: dict[str, np.ndarray] = field(default_factory=dict)
     cases: np.ndarray | None = None
+    units: np.ndarray | None = None
+    levels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.rows = np.asarray(self.rows, dtype=np.int64)
@@ -109,6 +115,25 @@ class Examples:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def unit_scores(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(unit ids, y, cases, scores) with one row per unit (in sorted unit order); without `units`
+        the examples themselves (image ids, y, cases, scores)."""
+        if self.units is None:
+            return np.asarray(self.image_ids, dtype=object), self.y, self.cases, scores
+        units = np.asarray(self.units).astype(str)
+        levels = np.zeros(len(units), dtype=str) if self.levels is None else np.asarray(self.levels).astype(str)
+        ids = np.unique(units)
+        y, cases, out = [], [], []
+        for unit in ids:
+            mask = units == unit
+            labels = self.y[mask]
+            if not (labels == labels[0]).all():
+                raise ValueError(f"unit {unit}: its images carry different labels")
+            y.append(labels[0])
+            cases.append(self.cases[mask][0])
+            out.append(np.mean([scores[mask & (levels == lv)].mean(axis=0) for lv in np.unique(levels[mask])], axis=0))
+        return ids.astype(object), np.asarray(y), np.asarray(cases, dtype=object), np.asarray(out)
 
     @property
     def image_ids(self) -> list[str]:

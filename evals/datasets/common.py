@@ -13,7 +13,16 @@ centroid. From it
   - stage 2 view: the slice's view (axial / sagittal / coronal);
   - stage 3 localization: one example per (slice, visible organ): query = organ, class =
     `curriculum.phases.region_of(centroid)` in the displayed slice (radiological convention, see
-    `imaging.nifti_slices`).
+    `imaging.nifti_slices`: the patient's right on the viewer's left), with three rules so that the
+    label means what it says:
+      * two-sided organs labelled as one structure (CT-ORG's "lungs" and "kidneys") are split into
+        "left ..." / "right ..." by `split_sides` in the volume's patient axes (canonical RAS from the
+        NIfTI affine: connected components, each assigned to the side of the body's midline its
+        centroid lies on), so no centroid of a pair sits on the midline;
+      * midline organs (`MIDLINE_ORGANS`: brain, bladder, spine, aorta) are not asked about: their
+        left/right half is decided by a pixel;
+      * a (slice, organ) whose centroid lies within `margin` (default 5% of the side) of either
+        dividing line is not asked about either.
 """
 from __future__ import annotations
 
@@ -34,6 +43,12 @@ from .base import DatasetNotFoundError, Examples, ImagePool
 DEFAULT_MAX_SIDE = 512
 #: An organ is "in" a slice when its mask covers at least this share of the slice's pixels.
 DEFAULT_MIN_ORGAN_FRACTION = 0.002
+#: Two-sided organs some datasets label as one structure -> the names of their sides.
+BILATERAL: dict[str, tuple[str, str]] = {"kidneys": ("left kidney", "right kidney"), "lungs": ("left lung", "right lung")}
+#: Organs on the midline: present in stage 2, never asked about in stage 3 localization.
+MIDLINE_ORGANS = frozenset({"brain", "bladder", "spine", "aorta"})
+#: Localization examples whose centroid is within this share of the side from a dividing line are dropped.
+DEFAULT_MARGIN = 0.05
 #: Multi-label classes that also count their left/right parts.
 CLASS_MEMBERS: dict[str, frozenset[str]] = {
     "kidneys": frozenset({"kidneys", "left kidney", "right kidney"}),
@@ -160,14 +175,15 @@ class SliceSet:
     pool: ImagePool
     views: list[str]
     cases: list[str]
-    organs: list[dict[str, str]]  # per row: organ -> region of its centroid (only organs in the slice)
+    organs: list[dict[str, str | None]]  # per row: organ in the slice -> region of its centroid (None: too near a dividing line)
     modalities: list[str] = field(default_factory=list)
 
 
 class SliceSetBuilder:
     def __init__(self, name: str, max_side: int | None = DEFAULT_MAX_SIDE,
-                 min_organ_fraction: float = DEFAULT_MIN_ORGAN_FRACTION):
+                 min_organ_fraction: float = DEFAULT_MIN_ORGAN_FRACTION, margin: float = DEFAULT_MARGIN):
         self.name, self.max_side, self.min_fraction = name, max_side, float(min_organ_fraction)
+        self.margin = float(margin)
         self.ids: list[str] = []
         self.images: list[bytes] = []
         self.views: list[str] = []
@@ -183,7 +199,9 @@ class SliceSetBuilder:
             mask = np.asarray(mask, dtype=bool)
             if mask.sum() >= max(1.0, self.min_fraction * mask.size):
                 rows, cols = np.nonzero(mask)
-                present[organ] = region_of(float(rows.mean()) + 0.5, float(cols.mean()) + 0.5, *mask.shape)
+                r, c, (h, w) = float(rows.mean()) + 0.5, float(cols.mean()) + 0.5, mask.shape
+                near_line = abs(r - h / 2) < self.margin * h or abs(c - w / 2) < self.margin * w
+                present[organ] = None if near_line else region_of(r, c, h, w)
         self.ids.append(image_id)
         self.images.append(png(image, self.max_side, spacing))
         self.views.append(view)
@@ -225,7 +243,8 @@ def slice_examples(dataset: str, root: Path, slices: SliceSet, subtask: Subtask,
         allowed = None if queries is None else set(queries)
         for r in range(n):
             for organ, region in sorted(slices.organs[r].items()):
-                if allowed is None or organ in allowed:
+                askable = region is not None and organ not in MIDLINE_ORGANS and organ not in BILATERAL
+                if askable and (allowed is None or organ in allowed):
                     rows.append(r)
                     y.append(REGIONS.index(region))
                     asked.append(organ)
@@ -243,12 +262,56 @@ def spacing_of(affine: np.ndarray, view: str) -> tuple[float, float]:
     return float(zooms[rows_cols[0]]), float(zooms[rows_cols[1]])
 
 
+def body_midline(volume: np.ndarray) -> float:
+    """x (axis 0) of the patient's midline in a canonical volume: the centroid of the body, i.e. of the
+    voxels brighter than 10% of the intensity range (air and MR background are below it)."""
+    lo, hi = float(volume.min()), float(volume.max())
+    body = volume > lo + 0.1 * (hi - lo)
+    return float(np.nonzero(body)[0].mean()) if body.any() else (volume.shape[0] - 1) / 2
+
+
+def split_sides(mask: np.ndarray, midline: float) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) parts of a two-sided organ's mask in a canonical RAS volume (axis 0 runs to the
+    patient's right): each connected component (26-connected) goes to the side of the patient's
+    midline (`body_midline`) its centroid lies on, so a single remaining kidney keeps its side; a
+    component that crosses the midline (lungs touching) is cut there."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    left, right = np.zeros_like(mask), np.zeros_like(mask)
+    x = np.arange(mask.shape[0])[:, None, None]
+    components, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    for k in range(1, n + 1):
+        part = components == k
+        xs = np.nonzero(part)[0]
+        if xs.min() < midline - 1 and xs.max() > midline + 1:
+            right |= part & (x > midline)
+            left |= part & (x <= midline)
+        elif xs.mean() > midline:
+            right |= part
+        else:
+            left |= part
+    return left, right
+
+
+def with_sides(masks: dict[str, np.ndarray], midline: float) -> dict[str, np.ndarray]:
+    """`masks` with every `BILATERAL` structure replaced by its left and right organs."""
+    out = {o: m for o, m in masks.items() if o not in BILATERAL}
+    for organ, (left_name, right_name) in BILATERAL.items():
+        if organ in masks:
+            left, right = split_sides(masks[organ], midline)
+            out[left_name] = out.get(left_name, False) | left
+            out[right_name] = out.get(right_name, False) | right
+    return out
+
+
 def add_volume(builder: SliceSetBuilder, case: str, image_path: Path, masks: Callable[[], dict[str, np.ndarray]],
                modality: str, views: Sequence[str], slices_per_view: int, window: str | tuple = imaging.DEFAULT_CT_WINDOW) -> None:
     """Slices of one NIfTI volume and its organ masks (canonical 3-D bool arrays, organ -> mask):
-    `slices_per_view` evenly spaced central slices in each view (`imaging.slice_indices`)."""
+    `slices_per_view` evenly spaced central slices in each view (`imaging.slice_indices`). Two-sided
+    organs labelled as one are split into their sides first (`with_sides`)."""
     volume, affine = imaging.read_nifti(image_path)
-    organ_masks = masks()
+    organ_masks = with_sides(masks(), body_midline(volume))
     for organ, mask in organ_masks.items():
         if mask.shape != volume.shape:
             raise ValueError(f"{case}: mask of {organ} has shape {mask.shape}, image {volume.shape}")

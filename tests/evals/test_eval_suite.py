@@ -42,7 +42,7 @@ def test_full_suite_on_random_tiny_checkpoint_is_finite_with_ordered_cis(suite_r
         assert high - low <= max(m[t.key(t.metric) + "_norm_ci_high"] - m[t.key(t.metric) + "_norm_ci_low"]
                                  for t in subtasks(stage=stage)) + 1e-9
         assert result.stage_resamples[stage].shape == (1000,)
-    assert len(m) == 6 * 5 + sum(7 * len(t.metrics) + 2 for t in subtasks())
+    assert len(m) == 6 * 5 + sum(7 * len(t.metrics) + 3 for t in subtasks())
 
 
 def test_stage_gains_are_paired_over_the_same_resamples(suite_runs):
