@@ -22,6 +22,9 @@ Families:
                  (flaviagiammarino/pubmed-clip-vit-base-patch32), SigLIP (google/siglip-*),
                  MedSigLIP (google/medsiglip-448) and any CLIPModel / SiglipModel checkpoint.
                  SigLIP text is padded to max_length, as it was trained.
+  pmc-clip       `pmc-clip:DIR`: the published PMC-CLIP files (`PMC_CLIP_FILES`, ModifiedResNet-50 +
+                 BiomedBERT + projection) with the BiomedBERT config/tokenizer in DIR/text_model/.
+Not yet here: MedCLIP (its `medclip` package's Swin + BioClinicalBERT checkpoint format).
 """
 from __future__ import annotations
 
@@ -221,3 +224,99 @@ def _load_transformers(ref: "ModelRef", device: str) -> ZeroShotModel:
             f"Download it once where there is network (`huggingface-cli download {name}`) and copy the Hugging Face "
             f"cache ({cache}) here, or pass a local folder written by save_pretrained: --model transformers:/path") from None
     return TransformersModel(model, tokenizer, processor, name)
+
+
+# ------------------------------------------------------------------------------------------- PMC-CLIP
+#: The published PMC-CLIP release (Lin et al. 2023, github.com/WeixiongLin/PMC-CLIP; the files of
+#: huggingface.co/datasets/axiong/pmc_oa): a CLIP ModifiedResNet-50 image tower, a BiomedBERT text
+#: tower and a text projection, as three files in one folder, plus the BiomedBERT config + tokenizer
+#: (microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract, save_pretrained layout) in `text_model/`.
+PMC_CLIP_FILES = {"image": "image_encoder(resnet50).pth", "text": "text_encoder.pth", "projection": "text_projection_layer.pth"}
+PMC_CLIP_TEXT_DIR = "text_model"
+#: The release's architecture and temperature (its zero-shot code: logit scale exp(4.4292), 77 tokens).
+PMC_CLIP_DEFAULTS = {"layers": [3, 4, 6, 3], "width": 64, "heads": 8, "embed_dim": 768, "image_size": 224,
+                     "context_length": 77, "log_logit_scale": 4.4292}
+PMC_CLIP_ARCH_FILE = "pmc_clip.json"  # optional: other sizes of the same architecture (tests use tiny ones)
+
+
+class PmcClipModel(ZeroShotModel):
+    """PMC-CLIP: image = ModifiedResNet features; text = BERT pooler output @ the projection."""
+
+    family = "pmc-clip"
+
+    def __init__(self, image_encoder, text_encoder, projection, tokenizer, arch: dict, name: str):
+        from open_clip.transform import image_transform
+
+        self.image_encoder, self.text_encoder, self.projection, self.tokenizer = image_encoder, text_encoder, projection, tokenizer
+        self.arch, self.name = arch, name
+        self.preprocess = image_transform(arch["image_size"], is_train=False)
+        self.device = next(image_encoder.parameters()).device
+        import torch
+
+        holder = torch.nn.ModuleDict({"image": image_encoder, "text": text_encoder})
+        holder.register_buffer("projection", projection)
+        self.fingerprint = _fingerprint_state(holder, f"pmc-clip:{name}")
+
+    def describe(self) -> dict[str, str]:
+        import open_clip
+        import transformers
+
+        return {"family": self.family, "open_clip": open_clip.__version__, "transformers": transformers.__version__,
+                "arch": repr(sorted(self.arch.items())), "preprocess": repr(self.preprocess)}
+
+    @property
+    def logit_scale(self) -> float:
+        import math
+
+        return float(min(math.exp(self.arch["log_logit_scale"]), MAX_LOGIT_SCALE))
+
+    def encode_images(self, images: list) -> np.ndarray:
+        import torch
+
+        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        self.image_encoder.eval()
+        with torch.inference_mode():
+            return _normalise(self.image_encoder(pixels)).float().cpu().numpy()
+
+    def encode_texts(self, prompts: list[str]) -> np.ndarray:
+        import torch
+
+        tokens = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=self.arch["context_length"],
+                                return_tensors="pt")
+        self.text_encoder.eval()
+        with torch.inference_mode():
+            out = self.text_encoder(input_ids=tokens["input_ids"].to(self.device),
+                                    attention_mask=tokens["attention_mask"].to(self.device))
+            return _normalise(out.pooler_output @ self.projection).float().cpu().numpy()
+
+
+@register_family("pmc-clip")
+def _load_pmc_clip(ref: "ModelRef", device: str) -> ZeroShotModel:
+    import json
+    from pathlib import Path
+
+    import torch
+    from open_clip.modified_resnet import ModifiedResNet
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    root = Path(ref.name).expanduser()
+    missing = [f for f in [*PMC_CLIP_FILES.values(), f"{PMC_CLIP_TEXT_DIR}/config.json"] if not (root / f).is_file()]
+    if missing:
+        raise RuntimeError(
+            f"pmc-clip:{root}: missing {missing}. Put the PMC-CLIP release files {sorted(PMC_CLIP_FILES.values())} "
+            f"(huggingface.co/datasets/axiong/pmc_oa) in that folder and the BiomedBERT config + tokenizer "
+            f"(microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract, save_pretrained) in {root / PMC_CLIP_TEXT_DIR}")
+    arch = dict(PMC_CLIP_DEFAULTS)
+    if (root / PMC_CLIP_ARCH_FILE).is_file():
+        arch.update(json.loads((root / PMC_CLIP_ARCH_FILE).read_text()))
+    image_encoder = ModifiedResNet(layers=list(arch["layers"]), output_dim=arch["embed_dim"], heads=arch["heads"],
+                                   image_size=arch["image_size"], width=arch["width"])
+    image_encoder.load_state_dict(torch.load(root / PMC_CLIP_FILES["image"], map_location="cpu", weights_only=True))
+    text_encoder = AutoModel.from_config(AutoConfig.from_pretrained(root / PMC_CLIP_TEXT_DIR))
+    missing, unexpected = text_encoder.load_state_dict(
+        torch.load(root / PMC_CLIP_FILES["text"], map_location="cpu", weights_only=True), strict=False)
+    if bad := [k for k in [*missing, *unexpected] if not k.endswith("position_ids")]:  # a buffer older BERTs saved
+        raise RuntimeError(f"pmc-clip:{root}: {PMC_CLIP_FILES['text']} does not fit the text model config: {bad[:5]}")
+    projection = torch.load(root / PMC_CLIP_FILES["projection"], map_location="cpu", weights_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(root / PMC_CLIP_TEXT_DIR)
+    return PmcClipModel(image_encoder.to(device), text_encoder.to(device), projection.to(device), tokenizer, arch, str(root))

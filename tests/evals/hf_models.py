@@ -44,3 +44,32 @@ def build(root: Path, kind: str, seed: int = 0) -> Path:
     tokenizer.save_pretrained(root)
     processor.save_pretrained(root)
     return root
+
+
+def build_pmc_clip(root: Path, seed: int = 0) -> Path:
+    """A tiny random model in the PMC-CLIP release's file layout (the three .pth files + text_model/),
+    its sizes in pmc_clip.json (the release's own sizes are the loader's defaults)."""
+    import torch
+    from open_clip.modified_resnet import ModifiedResNet
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from radisim.evals.models import PMC_CLIP_ARCH_FILE, PMC_CLIP_FILES, PMC_CLIP_TEXT_DIR
+
+    arch = {"layers": [1, 1, 1, 1], "width": 8, "heads": 2, "embed_dim": 16, "image_size": 32, "context_length": 24}
+    text_dir = root / PMC_CLIP_TEXT_DIR
+    text_dir.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "an", "of", "the", "mr", "ct", "scan", "image", "brain",
+             "tumor", "no", "knee", "tear", "liver", "photo", "showing", "with", "without", "mri"]
+    (text_dir / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizer(str(text_dir / "vocab.txt")).save_pretrained(text_dir)
+    torch.manual_seed(seed)
+    bert = BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=32))
+    bert.config.save_pretrained(text_dir)
+    image = ModifiedResNet(layers=arch["layers"], output_dim=arch["embed_dim"], heads=arch["heads"],
+                           image_size=arch["image_size"], width=arch["width"])
+    torch.save(image.state_dict(), root / PMC_CLIP_FILES["image"])
+    torch.save(bert.state_dict(), root / PMC_CLIP_FILES["text"])
+    torch.save(torch.randn(16, arch["embed_dim"]), root / PMC_CLIP_FILES["projection"])
+    (root / PMC_CLIP_ARCH_FILE).write_text(json.dumps(arch))
+    return root

@@ -73,3 +73,20 @@ def test_tiny_transformers_clip_and_siglip_evaluate_end_to_end(hf_models, tmp_pa
     paired = models[siglip].data.metrics
     assert paired["stage4/score_delta"] == pytest.approx(
         models[siglip].data.metrics["stage4/score"] - models[clip].data.metrics["stage4/score"])
+
+
+@pytest.mark.slow
+def test_pmc_clip_release_layout_evaluates(ray_session, tmp_path):
+    """A tiny model in PMC-CLIP's published file layout, through the suite on a real-format replica."""
+    import hf_models as hf
+
+    from radisim.evals.embed import ModelRef
+    from radisim.evals.suite import run_suite
+
+    ref = ModelRef(str(hf.build_pmc_clip(tmp_path / "pmc")), family="pmc-clip")
+    result = run_suite(ref, subtasks=["br35h"], source="real", roots={"br35h": rr.br35h(tmp_path / "br35h")},
+                       cache_dir=tmp_path / "cache", n_bootstrap=50, driver_max_images=100)
+    assert np.isfinite(result.metrics["stage4/br35h/auc"]) and result.model_fingerprint
+    (tmp_path / "pmc" / "text_projection_layer.pth").unlink()
+    with pytest.raises(RuntimeError, match=r"missing \['text_projection_layer.pth'\].*axiong/pmc_oa"):
+        ref.load()
