@@ -307,3 +307,34 @@ def test_split_sides_uses_components_and_the_patient_midline():
 def test_missing_dataset_says_what_was_expected_where(tmp_path, dataset, subtask_id, expected):
     with pytest.raises(DatasetNotFoundError, match=f"dataset '{dataset}': expected .*{expected}.* under .*"):
         load(dataset, tmp_path / "empty", subtask_id)
+
+
+def test_internal_adenocarcinoma_uses_the_lung_window_the_lesion_slice_and_salted_ids(tmp_path):
+    """A ground-glass nodule (-600 HU) in slice 2 of an 8-slice CT: the lung window shows it, the
+    soft-tissue window (W400/L40) clips it to black; the lesion slice comes from `lesion_slice` or the
+    `mask`; file names and patient numbers leave the adapter only as salted keys."""
+    from radisim.evals.datasets.common import image_file_bytes
+
+    volume = np.full((24, 24, 8), 40.0, np.float32)    # chest wall (soft tissue)
+    volume[0:2] = 700.0                                # a rib (bone): the volume reads as CT
+    volume[3:21, 3:21, :] = -850.0                     # aerated lung
+    volume[8:14, 8:14, 2] = -600.0                     # ground-glass opacity, slice 2 only
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[8:14, 8:14, 2] = 1
+    rr.nifti(tmp_path / "scans" / "MRN1234_ct.nii.gz", volume)
+    rr.nifti(tmp_path / "scans" / "MRN1234_mask.nii.gz", mask)
+    rows = ["path,patient_id,subtype,lesion_slice,mask",
+            "scans/MRN1234_ct.nii.gz,MRN1234,adenocarcinoma in situ,2,",
+            "scans/MRN1234_ct.nii.gz,MRN1234,invasive adenocarcinoma,,scans/MRN1234_mask.nii.gz"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    ex = load("internal_lung_adeno", tmp_path, "internal_lung_adeno_subtype")
+    scan = tmp_path / "scans" / "MRN1234_ct.nii.gz"
+    for k in range(2):
+        assert ex.pool.images[k] == image_file_bytes(scan, window="lung", slice_index=2)
+        nodule = decoded(ex, k)[10:16, 10:16]  # displayed: rows = flipped y, cols = flipped x (24 - 1 - 13 .. 24 - 1 - 8)
+        assert nodule.min() > 40  # visible in the lung window
+    soft = np.asarray(Image.open(io.BytesIO(image_file_bytes(scan, slice_index=2))))
+    assert soft[10:16, 10:16].max() == 0  # the soft-tissue window hides it in the black of the lung
+    assert image_file_bytes(scan, window="lung") != ex.pool.images[0]  # the central slice (4) misses it
+    assert len(set(ex.cases)) == 1 and all(str(c).startswith("case-") for c in ex.cases)
+    assert not any("MRN1234" in s for s in [*ex.pool.image_ids, *map(str, ex.cases)])
