@@ -10,7 +10,8 @@ scores (`zeroshot.py`) -> metrics with case-level bootstrap CIs (`metrics.py`) -
 
 Keys of one subtask (`stage<N>/<id>/...`): for every metric m of its kind `m`, `m_ci_low`, `m_ci_high`
 (cluster bootstrap over the subtask's cases), `m_chance` (`metrics.chance_levels`), `m_norm` (chance-
-normalised, (m - chance) / (1 - chance)) with `m_norm_ci_low`/`_high`, and `n_images`, `n_cases`.
+normalised, (m - chance) / (1 - chance)) with `m_norm_ci_low`/`_high`, and `n_images`, `n_cases`,
+`n_scored` (the examples scored: images, or units such as MRNet exams, `Examples.unit_scores`).
 Keys of a stage: `stage<N>/score` = mean chance-normalised primary metric over the stage's subtasks
 whose primary metric is defined, with `_ci_low`/`_ci_high`; `stage<N>/score_raw` = the same mean of
 the raw primary metrics; `stage<N>/n_subtasks` and `stage<N>/n_covered` (shown as "4/5"). A metric

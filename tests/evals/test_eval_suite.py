@@ -196,3 +196,28 @@ def test_cache_entries_cannot_go_stale(suite_runs, tmp_path, monkeypatch):
     assert not hit and len(calls) == n_before + 1 and again[0, 0] == len(calls)
     path.with_suffix(".json").unlink()  # an array without its note
     assert embed(model)[1] is False
+
+
+def test_an_undefined_metric_is_reported_and_the_stage_shows_its_coverage():
+    """A subtask whose test set holds one class has no AUC: the stage averages the others, says "1/2",
+    and the undefined key is listed, instead of the subtask silently dropping out."""
+    from radisim.evals.datasets import Examples, ImagePool
+    from radisim.evals.report import format_stage_table
+    from radisim.evals.suite import score_subtask, stage_summaries
+
+    rng = np.random.default_rng(0)
+
+    def examples(task, y):
+        pool = ImagePool("x", tuple(f"i{k}" for k in range(len(y))), [b""] * len(y))
+        return Examples(pool, np.arange(len(y)), np.asarray(y), task.classes, cases=np.asarray(pool.image_ids, dtype=object))
+
+    br35h, ich = get_subtask("br35h"), get_subtask("ct_ich")
+    results = {"br35h": score_subtask(br35h, examples(br35h, [0, 1] * 10), rng.random(20), 100, 0),
+               "ct_ich": score_subtask(ich, examples(ich, [1] * 20), rng.random(20), 100, 0)}  # positives only
+    flat, resamples = stage_summaries(results, 100)
+    assert not np.isfinite(results["ct_ich"].values["auc"])
+    assert flat["stage4/n_subtasks"] == 2 and flat["stage4/n_covered"] == 1
+    assert flat["stage4/score"] == pytest.approx(results["br35h"].metrics["stage4/br35h/auc_norm"])
+    assert resamples[4].shape == (100,)
+    table = format_stage_table({"m": flat})
+    assert f"{flat['stage4/score']:.3f} 1/2" in table
