@@ -83,7 +83,7 @@ def format_gain_table(label: str, metrics: Mapping[str, float], baseline: str = 
     f = lambda v: f"{v:+.{digits}f}"  # noqa: E731
     body = [f"{name:<12}  {f(g):>7}  [{f(lo)}, {f(hi)}]  {'above 0' if lo > 0 else ('below 0' if hi < 0 else 'spans 0')}"
             for name, g, lo, hi in rows]
-    return "\n".join([f"{label} - {baseline}, paired bootstrap 95% CI over the held-out images:",
+    return "\n".join([f"{label} - {baseline}, paired case-bootstrap 95% CI over the held-out cases:",
                        f"{'stage':<12}  {'gain':>7}  {'95% CI':<16}", *body])
 
 
@@ -103,6 +103,17 @@ def format_paired_table(label: str, reference: str, diffs: Mapping[str, float], 
             body.append(f"{name:<40}  {f(d):>7}  [{f(lo)}, {f(hi)}]  {verdict}")
     return "\n".join([f"{label} - {reference}, paired difference, case-bootstrap 95% CI "
                        f"(stage scores chance-normalised):", *body])
+
+
+def format_subtask_counts(result: SuiteResult, digits: int = 3) -> str:
+    """Per subtask: primary metric with its case-bootstrap CI, and how many cases and images it rests on."""
+    lines = [f"{'subtask':<30} {'metric':<9} {'value':>6}  {'95% CI (cases)':<16} {'cases':>6} {'images':>7} {'scored':>7}"]
+    for sid, sub in result.subtasks.items():
+        t, m = sub.subtask, sub.metrics
+        ci = f"[{m[t.key(t.metric + '_ci_low')]:.{digits}f}, {m[t.key(t.metric + '_ci_high')]:.{digits}f}]"
+        lines.append(f"{sid:<30} {t.metric:<9} {m[t.key(t.metric)]:>6.{digits}f}  {ci:<16} {int(m[t.key('n_cases')]):>6} "
+                     f"{int(m[t.key('n_images')]):>7} {int(m[t.key('n_scored')]):>7}")
+    return "\n".join(lines)
 
 
 def radar_plot(results: Sequence[SuiteResult] | MetricsByLabel, path: str | Path, title: str | None = None) -> Path:
@@ -227,6 +238,9 @@ def write_report(results: Sequence[SuiteResult], out_dir: str | Path, reference:
         files["table"].append(paired)
     for result in results:
         model_dir = out_dir / _slug(result.label)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "subtasks.txt").write_text(format_subtask_counts(result) + "\n")
+        files["table"].append(model_dir / "subtasks.txt")
         files["roc"] += roc_curves(result, model_dir)
         files["confusion"] += confusion_matrices(result, model_dir)
     return files

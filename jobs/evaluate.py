@@ -202,7 +202,7 @@ def print_list(fmt: str) -> None:
 def run(args, cfg: JobConfig) -> int:
     from radisim.evals.compare import compare_models
     from radisim.evals.datasets import DatasetNotFoundError
-    from radisim.evals.report import format_paired_table, format_stage_table
+    from radisim.evals.report import format_paired_table, format_stage_table, format_subtask_counts
     from radisim.evals.suite import PairingError
     from radisim.platform.raysession import ray_session
     from radisim.platform.tracking import Tracker, ui_command
@@ -243,7 +243,9 @@ def run(args, cfg: JobConfig) -> int:
         if "unexpected keyword argument" not in str(err):
             raise
         raise UsageError(f"--adapter-option: {err}") from None
-    print("\nzero-shot stage scores:")
+    for result in comparison.results:
+        print(f"\n{result.label}: per subtask (95% CI from resampling cases):\n{format_subtask_counts(result)}")
+    print("\nzero-shot stage scores (chance-normalised: 0 = chance, 1 = perfect; subtasks covered):")
     print(format_stage_table(comparison.results))
     for label, diffs in comparison.differences.items():
         print("\n" + format_paired_table(label, comparison.reference, diffs))
