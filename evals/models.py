@@ -24,7 +24,8 @@ Families:
                  SigLIP text is padded to max_length, as it was trained.
   pmc-clip       `pmc-clip:DIR`: the published PMC-CLIP files (`PMC_CLIP_FILES`, ModifiedResNet-50 +
                  BiomedBERT + projection) with the BiomedBERT config/tokenizer in DIR/text_model/.
-Not yet here: MedCLIP (its `medclip` package's Swin + BioClinicalBERT checkpoint format).
+  medclip        `medclip:DIR`: MedCLIP-ViT's released pytorch_model.bin (Swin-tiny + Bio_ClinicalBERT +
+                 projections) with the backbones' configs in DIR/vision_model/ and DIR/text_model/.
 """
 from __future__ import annotations
 
@@ -320,3 +321,118 @@ def _load_pmc_clip(ref: "ModelRef", device: str) -> ZeroShotModel:
     projection = torch.load(root / PMC_CLIP_FILES["projection"], map_location="cpu", weights_only=True)
     tokenizer = AutoTokenizer.from_pretrained(root / PMC_CLIP_TEXT_DIR)
     return PmcClipModel(image_encoder.to(device), text_encoder.to(device), projection.to(device), tokenizer, arch, str(root))
+
+
+# -------------------------------------------------------------------------------------------- MedCLIP
+#: The published MedCLIP-ViT checkpoint (Wang et al. 2022, github.com/RyanWangZf/MedCLIP, the
+#: `medclip-vit-pretrained` zip): one `pytorch_model.bin` holding MedCLIPModel's state dict
+#: (vision_model.model = Swin-tiny, vision_model.projection_head, text_model.model = Bio_ClinicalBERT,
+#: text_model.projection_head, logit_scale). The backbones' configs (and BERT's tokenizer) go beside it
+#: in save_pretrained layout: `vision_model/` (microsoft/swin-tiny-patch4-window7-224) and
+#: `text_model/` (emilyalsentzer/Bio_ClinicalBERT).
+MEDCLIP_WEIGHTS = "pytorch_model.bin"
+MEDCLIP_DIRS = {"vision": "vision_model", "text": "text_model"}
+#: MedCLIP's image normalisation (medclip/constants.py: IMG_MEAN, IMG_STD) of a grey image.
+MEDCLIP_MEAN, MEDCLIP_STD = 0.5862785803043838, 0.27950088968644304
+MEDCLIP_MAX_LOGIT = 4.6052  # MedCLIPModel.compute_logits clamps log(scale) to [0, log 100]
+
+
+def _medclip_preprocess(size: int):
+    """MedCLIP's feature extractor: grey, padded to a square, resized, normalised, three equal channels."""
+    from torchvision import transforms
+
+    def pad_square(im):
+        from PIL import Image
+
+        side = max(im.size)
+        canvas = Image.new("L", (side, side), 0)
+        canvas.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
+        return canvas
+
+    return transforms.Compose([transforms.Grayscale(1), transforms.Lambda(pad_square), transforms.Resize((size, size)),
+                               transforms.ToTensor(), transforms.Normalize([MEDCLIP_MEAN], [MEDCLIP_STD]),
+                               transforms.Lambda(lambda x: x.repeat(3, 1, 1))])
+
+
+class MedClipModel(ZeroShotModel):
+    """MedCLIP-ViT: image = Swin pooler output @ projection; text = mean over the tokens of the mean of
+    BERT's hidden states 1, 2 and last, @ projection (MedCLIPTextModel.forward). Each prompt is encoded
+    alone, so its embedding does not depend on how much padding its batch had (MedCLIP's own code
+    averages over a padded batch)."""
+
+    family = "medclip"
+
+    def __init__(self, vision, text, vision_proj, text_proj, log_scale: float, tokenizer, image_size: int, name: str):
+        import torch
+
+        self.vision, self.text, self.vision_proj, self.text_proj = vision, text, vision_proj, text_proj
+        self.tokenizer, self.name, self.log_scale = tokenizer, name, log_scale
+        self.preprocess = _medclip_preprocess(image_size)
+        self.device = next(vision.parameters()).device
+        holder = torch.nn.ModuleDict({"vision": vision, "text": text, "vp": vision_proj, "tp": text_proj})
+        self.fingerprint = _fingerprint_state(holder, f"medclip:{name}:{log_scale}")
+
+    def describe(self) -> dict[str, str]:
+        import transformers
+
+        return {"family": self.family, "transformers": transformers.__version__, "preprocess": f"medclip-grey-pad-{self.preprocess}"}
+
+    @property
+    def logit_scale(self) -> float:
+        import math
+
+        return float(min(math.exp(min(max(self.log_scale, 0.0), MEDCLIP_MAX_LOGIT)), MAX_LOGIT_SCALE))
+
+    def encode_images(self, images: list) -> np.ndarray:
+        import torch
+
+        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        self.vision.eval()
+        with torch.inference_mode():
+            return _normalise(self.vision_proj(self.vision(pixel_values=pixels).pooler_output)).float().cpu().numpy()
+
+    def encode_texts(self, prompts: list[str]) -> np.ndarray:
+        import torch
+
+        self.text.eval()
+        out = []
+        with torch.inference_mode():
+            for prompt in prompts:
+                tokens = self.tokenizer(prompt, truncation=True, max_length=77, return_tensors="pt")
+                hidden = self.text(input_ids=tokens["input_ids"].to(self.device), output_hidden_states=True,
+                                   attention_mask=tokens["attention_mask"].to(self.device)).hidden_states
+                pooled = torch.stack([hidden[1], hidden[2], hidden[-1]]).permute(1, 0, 2, 3).mean(2).mean(1)
+                out.append(_normalise(self.text_proj(pooled))[0])
+        return torch.stack(out).float().cpu().numpy()
+
+
+@register_family("medclip")
+def _load_medclip(ref: "ModelRef", device: str) -> ZeroShotModel:
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    root = Path(ref.name).expanduser()
+    needed = [MEDCLIP_WEIGHTS, f"{MEDCLIP_DIRS['vision']}/config.json", f"{MEDCLIP_DIRS['text']}/config.json"]
+    if missing := [f for f in needed if not (root / f).is_file()]:
+        raise RuntimeError(
+            f"medclip:{root}: missing {missing}. Unzip MedCLIP's medclip-vit-pretrained release (pytorch_model.bin) "
+            f"there, with the configs of microsoft/swin-tiny-patch4-window7-224 in {root / MEDCLIP_DIRS['vision']} and "
+            f"of emilyalsentzer/Bio_ClinicalBERT (+ tokenizer) in {root / MEDCLIP_DIRS['text']} (save_pretrained)")
+    state = torch.load(root / MEDCLIP_WEIGHTS, map_location="cpu", weights_only=True)
+    vision = AutoModel.from_config(AutoConfig.from_pretrained(root / MEDCLIP_DIRS["vision"]))
+    text = AutoModel.from_config(AutoConfig.from_pretrained(root / MEDCLIP_DIRS["text"]))
+    projections = {}
+    for part, model in (("vision_model", vision), ("text_model", text)):
+        sub = {k.removeprefix(f"{part}.model."): v for k, v in state.items() if k.startswith(f"{part}.model.")}
+        missing, unexpected = model.load_state_dict(sub, strict=False)
+        if bad := [k for k in [*missing, *unexpected] if not k.endswith("position_ids")]:
+            raise RuntimeError(f"medclip:{root}: {part} weights do not fit its config: {bad[:5]}")
+        weight = state[f"{part}.projection_head.weight"]
+        projections[part] = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        projections[part].weight.data.copy_(weight)
+    image_size = int(getattr(vision.config, "image_size", 224))
+    return MedClipModel(vision.to(device), text.to(device), projections["vision_model"].to(device),
+                        projections["text_model"].to(device), float(state["logit_scale"]),
+                        AutoTokenizer.from_pretrained(root / MEDCLIP_DIRS["text"]), image_size, str(root))

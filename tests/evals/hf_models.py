@@ -73,3 +73,31 @@ def build_pmc_clip(root: Path, seed: int = 0) -> Path:
     torch.save(torch.randn(16, arch["embed_dim"]), root / PMC_CLIP_FILES["projection"])
     (root / PMC_CLIP_ARCH_FILE).write_text(json.dumps(arch))
     return root
+
+
+def build_medclip(root: Path, seed: int = 0) -> Path:
+    """A tiny random model in MedCLIP-ViT's release layout: one pytorch_model.bin with MedCLIPModel's
+    keys, the Swin and BERT configs (and BERT's tokenizer) in vision_model/ and text_model/."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer, SwinConfig, SwinModel
+
+    from radisim.evals.models import MEDCLIP_DIRS, MEDCLIP_WEIGHTS
+
+    torch.manual_seed(seed)
+    text_dir, vision_dir = root / MEDCLIP_DIRS["text"], root / MEDCLIP_DIRS["vision"]
+    text_dir.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "an", "of", "the", "mr", "ct", "scan", "image", "brain",
+             "tumor", "no", "knee", "tear", "photo", "showing", "with", "without", "mri"]
+    (text_dir / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizer(str(text_dir / "vocab.txt")).save_pretrained(text_dir)
+    bert = BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=80))
+    swin = SwinModel(SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 1], window_size=2))
+    bert.config.save_pretrained(text_dir)
+    swin.config.save_pretrained(vision_dir)
+    state = {**{f"text_model.model.{k}": v for k, v in bert.state_dict().items()},
+             **{f"vision_model.model.{k}": v for k, v in swin.state_dict().items()},
+             "text_model.projection_head.weight": torch.randn(12, 16), "vision_model.projection_head.weight": torch.randn(12, 16),
+             "logit_scale": torch.tensor(2.6593)}
+    torch.save(state, root / MEDCLIP_WEIGHTS)
+    return root

@@ -76,17 +76,21 @@ def test_tiny_transformers_clip_and_siglip_evaluate_end_to_end(hf_models, tmp_pa
 
 
 @pytest.mark.slow
-def test_pmc_clip_release_layout_evaluates(ray_session, tmp_path):
-    """A tiny model in PMC-CLIP's published file layout, through the suite on a real-format replica."""
+@pytest.mark.parametrize("family, build, a_file", [("pmc-clip", "build_pmc_clip", "text_projection_layer.pth"),
+                                                    ("medclip", "build_medclip", "pytorch_model.bin")])
+def test_pmc_clip_and_medclip_release_layouts_evaluate(family, build, a_file, ray_session, tmp_path):
+    """Tiny models in PMC-CLIP's and MedCLIP's published file layouts, through the suite on a replica;
+    a missing release file is the loader's clear error (the CLI turns it into exit 2)."""
     import hf_models as hf
 
     from radisim.evals.embed import ModelRef
     from radisim.evals.suite import run_suite
 
-    ref = ModelRef(str(hf.build_pmc_clip(tmp_path / "pmc")), family="pmc-clip")
+    ref = ModelRef(str(getattr(hf, build)(tmp_path / family)), family=family)
     result = run_suite(ref, subtasks=["br35h"], source="real", roots={"br35h": rr.br35h(tmp_path / "br35h")},
                        cache_dir=tmp_path / "cache", n_bootstrap=50, driver_max_images=100)
     assert np.isfinite(result.metrics["stage4/br35h/auc"]) and result.model_fingerprint
-    (tmp_path / "pmc" / "text_projection_layer.pth").unlink()
-    with pytest.raises(RuntimeError, match=r"missing \['text_projection_layer.pth'\].*axiong/pmc_oa"):
+    assert result.subtasks["br35h"].scores.shape == (5,)
+    (tmp_path / family / a_file).unlink()
+    with pytest.raises(RuntimeError, match=rf"missing \['{a_file}'\]"):
         ref.load()
