@@ -1,10 +1,15 @@
 """Several models through the same suite, tracked side by side in MLflow.
 
-Run tree: one parent run (tag kind=comparison) holding the report artifacts — comparison CSV, radar of
-the five stage scores per model, stage table, and per model ROC curves (binary subtasks) and confusion
-matrices (single-label, localization) — and one sibling child run per model (tag kind=model, `model`
-= its display name, plus name/pretrained/checkpoint/fingerprint) with every
-`stage<N>/<subtask>/<metric>[_ci_low|_ci_high]`, `stage<N>/score`, and `eval/*` timings and cache hits.
+Run tree: one parent run (tag kind=comparison, `reference` = the reference model) holding the report
+artifacts — comparison CSV, radar of the five stage scores per model, stage table, paired-difference
+table, and per model ROC curves (binary subtasks) and confusion matrices (single-label, localization) —
+and one sibling child run per model (tag kind=model, `model` = its display name, plus family/name/
+pretrained/checkpoint/fingerprint, `undefined_metrics`) with every suite metric (`radisim.evals.suite`),
+`eval/*` timings and cache hits, the artifact `predictions/<subtask>.parquet` per subtask
+(`radisim.evals.predictions`), and, for every model but the reference, the paired differences against
+it: `stage<N>/<subtask>/<metric>_delta` and `stage<N>/score_delta`, each with `_ci_low`/`_ci_high` from
+the case bootstrap on the same cases (`suite.paired_differences`; models scored on different images are
+refused with `PairingError`).
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .embed import ModelRef
-from .suite import SuiteResult, run_suite
+from .predictions import ARTIFACT_DIR, write_predictions
+from .suite import SuiteResult, paired_differences, run_suite
 from .tasks import Subtask
 
 
@@ -25,11 +31,14 @@ class Comparison:
     results: list[SuiteResult]
     tracking_uri: str
     artifacts: list[str] = field(default_factory=list)
+    reference: str = ""
+    differences: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> paired differences
 
 
 def model_tags(ref: ModelRef, result: SuiteResult, source: str) -> dict[str, str]:
-    return {"kind": "model", "model": ref.display, "model.name": ref.name, "model.pretrained": str(ref.pretrained or ""),
-            "model.checkpoint": str(ref.checkpoint or ""), "model.fingerprint": result.model_fingerprint,
+    return {"kind": "model", "model": ref.display, "model.family": ref.family, "model.name": ref.name,
+            "model.pretrained": str(ref.pretrained or ""), "model.checkpoint": str(ref.checkpoint or ""),
+            "model.fingerprint": result.model_fingerprint, "undefined_metrics": ", ".join(result.undefined) or "none",
             "source": source, "synthetic": str(source == "phantom").lower()}
 
 
@@ -47,17 +56,23 @@ def compare_models(
     source: str = "phantom",
     params: Mapping[str, Any] | None = None,
     on_result: Callable[[SuiteResult], None] | None = None,
+    reference: str | None = None,
     **suite_kwargs: Any,
 ) -> Comparison:
     """`run_suite(ref, source=source, **suite_kwargs)` for every ref, logged as described above.
+    `reference` is the display name of the model the others are paired against (default: the first).
     `tracker` is a `radisim.platform.tracking.Tracker`; runs that raise are marked FAILED."""
     from .report import write_report
 
     labels = [r.display for r in refs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"models must have distinct names in one comparison, got {labels}")
+    reference = labels[0] if reference is None else reference
+    if reference not in labels:
+        raise ValueError(f"reference {reference!r} is not one of the models {labels}")
     parent = tracker.start_run(run_name, tags={"kind": "comparison", "job": "evaluate", "source": source,
-                                               "models": ", ".join(labels), "synthetic": str(source == "phantom").lower()})
+                                               "models": ", ".join(labels), "reference": reference,
+                                               "synthetic": str(source == "phantom").lower()})
     status = "FAILED"
     try:
         tracker.log_params(parent, dict(params or {}))
@@ -67,21 +82,28 @@ def compare_models(
             child = tracker.start_run(ref.display, parent_id=parent, tags=model_tags(ref, result, source))
             tracker.log_params(child, dict(params or {}))
             tracker.log_metrics(child, {**result.metrics, **timing_metrics(result)})
+            with tempfile.TemporaryDirectory() as tmp:
+                for path in write_predictions(result, Path(tmp) / ARTIFACT_DIR):
+                    tracker.log_artifact(child, path, ARTIFACT_DIR)
             tracker.end(child)
             results.append(result)
             run_ids[ref.display] = child
             if on_result:
                 on_result(result)
+        base = results[labels.index(reference)]
+        differences = {r.label: paired_differences(r, base) for r in results if r.label != reference}
+        for label, diffs in differences.items():
+            tracker.log_metrics(run_ids[label], diffs)
         artifacts = []
         with tempfile.TemporaryDirectory() as tmp:
-            files = write_report(results, Path(tmp) / "report")
+            files = write_report(results, Path(tmp) / "report", reference=reference, differences=differences)
             for kind, paths in files.items():
                 for path in paths:
                     rel = path.relative_to(Path(tmp)).parent.as_posix()
                     tracker.log_artifact(parent, path, rel)
                     artifacts.append(f"{rel}/{path.name}")
         status = "FINISHED"
-        return Comparison(parent, run_ids, results, tracker.uri, artifacts)
+        return Comparison(parent, run_ids, results, tracker.uri, artifacts, reference, differences)
     finally:
         tracker.end(parent, status)
 

@@ -1,9 +1,12 @@
 """Image embeddings, computed once per (model, image split) with Ray Data and cached on disk.
 
-Cache key = sha256(model fingerprint, pool fingerprint)[:24]: the model fingerprint hashes every
-weight (`radisim.platform.models.fingerprint_model`), the pool fingerprint every image id and pixel
-(`ImagePool.fingerprint`), so a new checkpoint or changed data is a new key. Entries are
-`<cache_dir>/<key>.npy` (float32, (n, D), L2-normalised, pool row order) with a `<key>.json` note.
+Cache key = sha256 of the NOTE: the model fingerprint (hashes every weight), the pool fingerprint
+(every image id and pixel, `ImagePool.fingerprint`), the model's `describe()` (family, open_clip /
+transformers version, the eval preprocess as it prints) and `EMBED_CODE_VERSION` (bumped whenever the
+code that turns pixels into embeddings changes). Entries are `<cache_dir>/<key>.npy` (float32, (n, D),
+L2-normalised, pool row order) with the note as `<key>.json`; an entry is used only when its note
+exists and equals the expected one field by field and the array has the pool's row count, else it is
+recomputed and overwritten.
 
 The Ray lines are marked `# [ray]`: the pool becomes a dataset of (row, image bytes) blocks, and
 `map_batches` runs `_EmbedActor`s from an actor pool. Each actor builds the model itself from the
@@ -21,36 +24,47 @@ from pathlib import Path
 import numpy as np
 
 from .datasets.base import ImagePool
+from .models import DEFAULT_FAMILY, load_model
+
+#: Version of the pixels -> embedding code (decode, RGB conversion, the family's encode_images).
+EMBED_CODE_VERSION = "2"
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """What to evaluate: an open_clip model name (bundled config, open_clip name or hf-hub id), with
-    `pretrained` weights or one of our `checkpoint` directories; `label` names it in reports."""
+    """What to evaluate: a model of a `family` (`radisim.evals.models`; default open_clip: a bundled
+    config, open_clip name or hf-hub id, with `pretrained` weights or one of our `checkpoint`
+    directories; "transformers": a hub id or save_pretrained folder); `label` names it in reports."""
 
     name: str
     pretrained: str | None = None
     checkpoint: str | None = None
     siglip: bool = False
     label: str | None = None
+    family: str = DEFAULT_FAMILY
 
     @property
     def display(self) -> str:
         if self.label:
             return self.label
+        if self.family != DEFAULT_FAMILY:
+            return f"{self.family}:{self.name}"
         return f"{self.name}@{Path(self.checkpoint).name}" if self.checkpoint else (
             f"{self.name}:{self.pretrained}" if self.pretrained else self.name)
 
     def load(self, device: str = "cpu"):
-        from radisim.platform.models import load_clip
-
-        return load_clip(self.name, pretrained=self.pretrained,
-                         checkpoint=None if self.checkpoint is None else str(self.checkpoint),
-                         device=device, siglip=self.siglip)
+        """The model as a `radisim.evals.models.ZeroShotModel`."""
+        return load_model(self, device)
 
 
-def cache_key(model_fingerprint: str, pool_fingerprint: str) -> str:
-    return hashlib.sha256(f"{model_fingerprint}:{pool_fingerprint}".encode()).hexdigest()[:24]
+def cache_note(model, model_ref: ModelRef, pool: ImagePool) -> dict[str, str]:
+    """Everything an embedding depends on; its hash is the cache key and it is checked on read."""
+    return {"model_fingerprint": model.fingerprint, "pool_fingerprint": pool.fingerprint, "n": str(len(pool)),
+            "embed_code_version": EMBED_CODE_VERSION, **{f"model.{k}": v for k, v in model.describe().items()}}
+
+
+def cache_key(note: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(note, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def _png(image: bytes | np.ndarray) -> bytes:
@@ -77,36 +91,29 @@ class _EmbedActor:
     def __init__(self):
         import torch
 
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.bundle = self.model_ref.load(self.device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = self.model_ref.load(device)
         expected = self.expected_fingerprint
-        if expected and self.bundle.fingerprint != expected:
+        if expected and self.model.fingerprint != expected:
             raise RuntimeError(f"model {self.model_ref.display} changed under the evaluation: fingerprint "
-                               f"{self.bundle.fingerprint} != {expected}")
-        self.bundle.model.eval()
+                               f"{self.model.fingerprint} != {expected}")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"row": batch["row"], "embedding": _embed_batch(self.bundle, self.device, batch["image"])}
+        return {"row": batch["row"], "embedding": _embed_batch(self.model, batch["image"])}
 
 
-def _embed_batch(bundle, device: str, images) -> np.ndarray:
+def _embed_batch(model, images) -> np.ndarray:
     """Encoded images (bytes) or pixel arrays -> (n, D) L2-normalised float32, with the model's eval transform."""
-    import torch
     from PIL import Image
 
     def pil(im):
         return Image.fromarray(np.asarray(im, dtype=np.uint8)) if isinstance(im, np.ndarray) else Image.open(io.BytesIO(im))
 
-    pixels = torch.stack([bundle.preprocess(pil(im).convert("RGB")) for im in images])
-    with torch.inference_mode():
-        emb = bundle.model.encode_image(pixels.to(device), normalize=True)
-    return emb.float().cpu().numpy()
+    return model.encode_images([pil(im).convert("RGB") for im in images])
 
 
-def _embed_in_driver(bundle, pool: ImagePool, batch_size: int) -> np.ndarray:
-    bundle.model.eval()
-    return np.concatenate([_embed_batch(bundle, "cpu", pool.images[i:i + batch_size])
-                           for i in range(0, len(pool), batch_size)])
+def _embed_in_driver(model, pool: ImagePool, batch_size: int) -> np.ndarray:
+    return np.concatenate([_embed_batch(model, pool.images[i:i + batch_size]) for i in range(0, len(pool), batch_size)])
 
 
 def compute_embeddings(
@@ -161,10 +168,13 @@ def embed_pool(
     batch_size: int = 64, num_actors: int = 1, num_cpus_per_actor: float | None = None,
     bundle=None, driver_max_images: int = 0,
 ) -> tuple[np.ndarray, bool]:
-    """Cached embeddings of a pool -> (embeddings, cache_hit). `cache_dir=None` disables the cache."""
-    key = cache_key(model_fingerprint, pool.fingerprint)
-    path = Path(cache_dir) / f"{key}.npy" if cache_dir is not None else None
-    if path is not None and path.is_file():
+    """Cached embeddings of a pool -> (embeddings, cache_hit). `cache_dir=None` disables the cache.
+    `bundle` is the loaded model (a `ZeroShotModel`): its `describe()` is part of the key."""
+    if bundle is None:
+        bundle = model_ref.load("cpu")
+    note = cache_note(bundle, model_ref, pool)
+    path = Path(cache_dir) / f"{cache_key(note)}.npy" if cache_dir is not None else None
+    if path is not None and path.is_file() and _note_matches(path.with_suffix(".json"), note):
         cached = np.load(path)
         if cached.shape[0] == len(pool):
             return cached, True
@@ -175,8 +185,14 @@ def embed_pool(
         tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
         np.save(tmp, embeddings)
         os.replace(tmp, path)  # atomic: a concurrent reader sees the old or the whole new file
-        path.with_suffix(".json").write_text(json.dumps({
-            "model": model_ref.display, "model_fingerprint": model_fingerprint, "pool": pool.name,
-            "pool_fingerprint": pool.fingerprint, "n": len(pool), "dim": int(embeddings.shape[1]),
-        }, indent=2))
+        path.with_suffix(".json").write_text(json.dumps(
+            {"note": note, "model": model_ref.display, "pool": pool.name, "dim": int(embeddings.shape[1])}, indent=2))
     return embeddings, False
+
+
+def _note_matches(path: Path, note: dict[str, str]) -> bool:
+    """The cached array's note says it was made from exactly this model, pool, preprocess and code."""
+    try:
+        return json.loads(path.read_text()).get("note") == note
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -13,8 +13,11 @@ Point values come from scikit-learn. Definitions where sklearn leaves a choice:
   macro_f1            sklearn's macro F1 (over the classes in y_true or y_pred)
   accuracy (binary)   threshold 0.5 on P(positive)
 
-The bootstrap resamples examples with replacement (`n_bootstrap` times, default 1,000 as CheXzero),
-all metrics of a subtask on the same resamples. It is vectorised: a resample is a row of
+The bootstrap resamples CASES (patient / exam / volume: `cases`, one id per example) with replacement
+(`n_bootstrap` times, default 1,000 as CheXzero): a drawn case brings all of its images, so the slices
+of one patient, which are not independent, widen the interval as they should (a cluster bootstrap;
+without `cases` every example is its own case). All metrics of a subtask use the same resamples, and
+two models scored on the same examples with the same seed draw the same resamples (paired). It is vectorised: a resample is a row of
 multiplicities W (n_bootstrap, n), and every metric is written as weighted counts, so 1,000 resamples
 cost a few matrix products instead of 1,000 sklearn calls (tests check it against sklearn on explicit
 resamples). A resample where a metric is undefined (a class missing) is dropped for that metric; the
@@ -67,12 +70,28 @@ def point_metrics(kind: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str
 
 
 # ------------------------------------------------------------------------------ weighted (vectorised) forms
-def resample_weights(n: int, n_bootstrap: int, seed: int | np.random.SeedSequence) -> np.ndarray:
-    """(n_bootstrap, n) multiplicities of each example in each resample (rows sum to n)."""
+def case_index(cases: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """(n,) index of each example's case (cases in sorted id order) and the number of cases."""
+    if cases is None:
+        return np.arange(n), n
+    cases = np.asarray(cases)
+    if len(cases) != n:
+        raise ValueError(f"{len(cases)} case ids for {n} examples")
+    ids, index = np.unique(cases.astype(str), return_inverse=True)
+    return index.reshape(-1), len(ids)
+
+
+def resample_weights(n: int, n_bootstrap: int, seed: int | np.random.SeedSequence,
+                     cases: np.ndarray | None = None) -> np.ndarray:
+    """(n_bootstrap, n) multiplicities of each example in each resample. Each resample draws as many
+    cases as there are, with replacement; an example's weight is the number of times its case was
+    drawn. Without `cases` each example is a case (rows then sum to n)."""
+    index, g = case_index(cases, n)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_bootstrap, n))
-    rows = np.repeat(np.arange(n_bootstrap), n)
-    return np.bincount(rows * n + idx.ravel(), minlength=n_bootstrap * n).reshape(n_bootstrap, n).astype(np.float64)
+    idx = rng.integers(0, g, size=(n_bootstrap, g))
+    rows = np.repeat(np.arange(n_bootstrap), g)
+    per_case = np.bincount(rows * g + idx.ravel(), minlength=n_bootstrap * g).reshape(n_bootstrap, g)
+    return per_case[:, index].astype(np.float64)
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -161,10 +180,11 @@ def weighted_metrics(kind: str, W: np.ndarray, y_true: np.ndarray, scores: np.nd
 
 # ------------------------------------------------------------------------------------------- bootstrap
 def bootstrap_metrics(
-    kind: str, y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, seed: int | np.random.SeedSequence = 0
+    kind: str, y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, seed: int | np.random.SeedSequence = 0,
+    cases: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """{metric: (n_bootstrap,) values} on seeded resamples; nan where undefined for that resample."""
-    W = resample_weights(len(y_true), n_bootstrap, seed)
+    """{metric: (n_bootstrap,) values} on seeded case resamples; nan where undefined for that resample."""
+    W = resample_weights(len(y_true), n_bootstrap, seed, cases)
     return weighted_metrics(kind, W, y_true, scores)
 
 
@@ -180,12 +200,13 @@ def percentile_ci(value: float, resamples: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate_resampled(
-    kind: str, y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, seed: int | np.random.SeedSequence = 0
+    kind: str, y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, seed: int | np.random.SeedSequence = 0,
+    cases: np.ndarray | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """`evaluate`'s flat dict and the (n_bootstrap,) resample values behind each CI. Two models scored
-    on the same examples with the same seed share their resamples, so their values pair up."""
+    on the same examples (and cases) with the same seed share their resamples, so their values pair up."""
     point = point_metrics(kind, y_true, scores)
-    boots = bootstrap_metrics(kind, y_true, scores, n_bootstrap, seed) if n_bootstrap > 0 else {}
+    boots = bootstrap_metrics(kind, y_true, scores, n_bootstrap, seed, cases) if n_bootstrap > 0 else {}
     out: dict[str, float] = {}
     for name, value in point.items():
         low, high = percentile_ci(value, boots.get(name, np.array([])))
@@ -194,7 +215,37 @@ def evaluate_resampled(
 
 
 def evaluate(
-    kind: str, y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, seed: int | np.random.SeedSequence = 0
+    kind: str, y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, seed: int | np.random.SeedSequence = 0,
+    cases: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Flat dict {metric, metric_ci_low, metric_ci_high} for every metric of `kind`."""
-    return evaluate_resampled(kind, y_true, scores, n_bootstrap, seed)[0]
+    return evaluate_resampled(kind, y_true, scores, n_bootstrap, seed, cases)[0]
+
+
+# ----------------------------------------------------------------------------------------------- chance
+def chance_levels(kind: str, y_true: np.ndarray, n_classes: int) -> dict[str, float]:
+    """What each metric of `kind` scores by chance on these labels (a scorer that ignores the image):
+      auc                          0.5
+      accuracy, balanced_accuracy  1/k (uniform guessing over the k classes; binary k = 2)
+      macro_f1                     mean over the classes present of 2 p/k / (p + 1/k), p = the class's
+                                   prevalence: the F1 of uniform guessing (precision p, recall 1/k)
+      map                          mean prevalence over the labels with a positive (random scores' AP)
+    """
+    y = np.asarray(y_true)
+    out = {"auc": 0.5}
+    if kind == "multi-label":
+        prevalence = y.mean(0)
+        present = prevalence[prevalence > 0]
+        out["map"] = float(present.mean()) if len(present) else float("nan")
+        return {m: out[m] for m in METRICS_BY_KIND[kind]}
+    k = 2 if kind == "binary" else n_classes
+    prevalence = np.bincount(y.astype(int), minlength=k) / max(len(y), 1)
+    present = prevalence[prevalence > 0]
+    out["accuracy"] = out["balanced_accuracy"] = 1.0 / k
+    out["macro_f1"] = float(np.mean(2 * present / k / (present + 1.0 / k))) if len(present) else float("nan")
+    return {m: out[m] for m in METRICS_BY_KIND[kind]}
+
+
+def chance_normalised(value: float | np.ndarray, chance: float) -> float | np.ndarray:
+    """(m - chance) / (1 - chance): 0 = chance, 1 = perfect, below 0 = worse than chance."""
+    return (value - chance) / (1.0 - chance) if chance < 1 else value * np.nan

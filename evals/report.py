@@ -48,8 +48,15 @@ def stage_scores(metrics: Mapping[str, float]) -> list[float]:
     return [float(metrics.get(stage_score_key(s), float("nan"))) for s in range(1, N_STAGES + 1)]
 
 
+def _coverage(metrics: Mapping[str, float], stage: int) -> str:
+    """" 4/5": subtasks whose primary metric is defined / subtasks chosen ('' when not recorded)."""
+    n, covered = metrics.get(f"stage{stage}/n_subtasks"), metrics.get(f"stage{stage}/n_covered")
+    return f" {int(covered)}/{int(n)}" if n is not None and covered is not None else ""
+
+
 def format_stage_table(results: Sequence[SuiteResult] | MetricsByLabel, digits: int = 3) -> str:
-    """Rows = models (or phases), columns = the five stages + their mean; '-' where not evaluated."""
+    """Rows = models (or phases), columns = the five stage scores (chance-normalised: 0 = chance,
+    1 = perfect) with the subtasks they cover ("4/5"), and their mean; '-' where not evaluated."""
     rows = _as_metrics(results)
     header = ["model", *STAGE_LABELS, "mean"]
     body = []
@@ -57,7 +64,9 @@ def format_stage_table(results: Sequence[SuiteResult] | MetricsByLabel, digits: 
         scores = stage_scores(metrics)
         finite = [s for s in scores if math.isfinite(s)]
         mean = sum(finite) / len(finite) if finite else float("nan")
-        body.append([label, *(f"{s:.{digits}f}" if math.isfinite(s) else "-" for s in [*scores, mean])])
+        cells = [f"{s:.{digits}f}{_coverage(metrics, i)}" if math.isfinite(s) else "-" + _coverage(metrics, i)
+                 for i, s in enumerate(scores, 1)]
+        body.append([label, *cells, f"{mean:.{digits}f}" if math.isfinite(mean) else "-"])
     widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
     fmt = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body)])
@@ -74,8 +83,37 @@ def format_gain_table(label: str, metrics: Mapping[str, float], baseline: str = 
     f = lambda v: f"{v:+.{digits}f}"  # noqa: E731
     body = [f"{name:<12}  {f(g):>7}  [{f(lo)}, {f(hi)}]  {'above 0' if lo > 0 else ('below 0' if hi < 0 else 'spans 0')}"
             for name, g, lo, hi in rows]
-    return "\n".join([f"{label} - {baseline}, paired bootstrap 95% CI over the held-out images:",
+    return "\n".join([f"{label} - {baseline}, paired case-bootstrap 95% CI over the held-out cases:",
                        f"{'stage':<12}  {'gain':>7}  {'95% CI':<16}", *body])
+
+
+def format_paired_table(label: str, reference: str, diffs: Mapping[str, float], digits: int = 3) -> str:
+    """`label` minus `reference` per stage score and per subtask primary metric (`suite.paired_differences`
+    keys), with the paired case-bootstrap 95% CIs."""
+    from .tasks import subtasks
+
+    f = lambda v: f"{v:+.{digits}f}"  # noqa: E731
+    rows = [(f"stage {s} {name}", f"stage{s}/score") for s, name in enumerate(STAGE_LABELS, 1)]
+    rows += [(f"  {t.id} {t.metric}", t.key(t.metric)) for t in subtasks()]
+    body = []
+    for name, key in rows:
+        d, lo, hi = (diffs.get(f"{key}_delta{end}") for end in ("", "_ci_low", "_ci_high"))
+        if d is not None and math.isfinite(d):
+            verdict = "above 0" if lo > 0 else ("below 0" if hi < 0 else "spans 0")
+            body.append(f"{name:<40}  {f(d):>7}  [{f(lo)}, {f(hi)}]  {verdict}")
+    return "\n".join([f"{label} - {reference}, paired difference, case-bootstrap 95% CI "
+                       f"(stage scores chance-normalised):", *body])
+
+
+def format_subtask_counts(result: SuiteResult, digits: int = 3) -> str:
+    """Per subtask: primary metric with its case-bootstrap CI, and how many cases and images it rests on."""
+    lines = [f"{'subtask':<30} {'metric':<9} {'value':>6}  {'95% CI (cases)':<16} {'cases':>6} {'images':>7} {'scored':>7}"]
+    for sid, sub in result.subtasks.items():
+        t, m = sub.subtask, sub.metrics
+        ci = f"[{m[t.key(t.metric + '_ci_low')]:.{digits}f}, {m[t.key(t.metric + '_ci_high')]:.{digits}f}]"
+        lines.append(f"{sid:<30} {t.metric:<9} {m[t.key(t.metric)]:>6.{digits}f}  {ci:<16} {int(m[t.key('n_cases')]):>6} "
+                     f"{int(m[t.key('n_images')]):>7} {int(m[t.key('n_scored')]):>7}")
+    return "\n".join(lines)
 
 
 def radar_plot(results: Sequence[SuiteResult] | MetricsByLabel, path: str | Path, title: str | None = None) -> Path:
@@ -93,7 +131,8 @@ def radar_plot(results: Sequence[SuiteResult] | MetricsByLabel, path: str | Path
         ax.fill(angles + angles[:1], values + values[:1], color=colors(i % 10), alpha=0.15)
     ax.set_xticks(angles)
     ax.set_xticklabels(STAGE_LABELS, fontsize=12)
-    ax.set_ylim(0, 1)
+    lowest = min([0.0, *(v for m in rows.values() for v in stage_scores(m) if math.isfinite(v))])
+    ax.set_ylim(math.floor(lowest * 5) / 5, 1)  # chance-normalised scores fall below 0 when worse than chance
     ax.set_rlabel_position(180 / N_STAGES)  # radial ticks between the first two spokes
     ax.set_yticks([0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_yticklabels(["0.2", "0.4", "0.6", "0.8", "1.0"], fontsize=8, color="grey")
@@ -178,8 +217,10 @@ def confusion_matrices(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def write_report(results: Sequence[SuiteResult], out_dir: str | Path) -> dict[str, list[Path]]:
-    """Everything at once: radar.png, comparison.csv, stage_scores.txt, and per model
+def write_report(results: Sequence[SuiteResult], out_dir: str | Path, reference: str | None = None,
+                 differences: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, list[Path]]:
+    """Everything at once: radar.png, comparison.csv, stage_scores.txt, paired_differences.txt (with
+    `differences` = {model: paired differences against `reference`}), and per model
     `<model>/roc_*.png`, `<model>/confusion_*.png`."""
     out_dir = Path(out_dir)
     files: dict[str, list[Path]] = {
@@ -191,8 +232,15 @@ def write_report(results: Sequence[SuiteResult], out_dir: str | Path) -> dict[st
     table = out_dir / "stage_scores.txt"
     table.write_text(format_stage_table(results) + "\n")
     files["table"] = [table]
+    if differences:
+        paired = out_dir / "paired_differences.txt"
+        paired.write_text("\n\n".join(format_paired_table(label, reference or "", d) for label, d in differences.items()) + "\n")
+        files["table"].append(paired)
     for result in results:
         model_dir = out_dir / _slug(result.label)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "subtasks.txt").write_text(format_subtask_counts(result) + "\n")
+        files["table"].append(model_dir / "subtasks.txt")
         files["roc"] += roc_curves(result, model_dir)
         files["confusion"] += confusion_matrices(result, model_dir)
     return files

@@ -17,10 +17,10 @@ from typing import Callable
 import numpy as np
 import yaml
 
+from .models import MAX_LOGIT_SCALE  # one cap for every model family
 from .tasks import Subtask
 
 PROMPTS_DIR = Path(__file__).with_name("prompts")
-MAX_LOGIT_SCALE = 100.0
 
 #: list of prompts -> (len(prompts), D) L2-normalised embeddings
 TextEncoder = Callable[[list[str]], np.ndarray]
@@ -82,27 +82,29 @@ def default_book() -> PromptBook:
     return PromptBook()
 
 
-def make_text_encoder(bundle, batch_size: int = 256) -> TextEncoder:
-    """A memoising text encoder of an open_clip `ClipBundle` (CPU; prompts are few)."""
-    import torch
+def make_text_encoder(model, batch_size: int = 256) -> TextEncoder:
+    """A memoising text encoder of a `radisim.evals.models.ZeroShotModel` (or an open_clip `ClipBundle`)."""
+    from .models import OpenClipModel, ZeroShotModel
 
+    model = model if isinstance(model, ZeroShotModel) else OpenClipModel(model)
     cache: dict[str, np.ndarray] = {}
-    device = next(bundle.model.parameters()).device
 
     def encode(prompts: list[str]) -> np.ndarray:
         todo = [p for p in dict.fromkeys(prompts) if p not in cache]
-        bundle.model.eval()
-        with torch.inference_mode():
-            for i in range(0, len(todo), batch_size):
-                chunk = todo[i : i + batch_size]
-                emb = bundle.model.encode_text(bundle.tokenizer(chunk).to(device), normalize=True)
-                cache.update(zip(chunk, emb.float().cpu().numpy()))
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i : i + batch_size]
+            cache.update(zip(chunk, model.encode_texts(chunk)))
         return np.stack([cache[p] for p in prompts]) if prompts else np.zeros((0, 0), np.float32)
 
     return encode
 
 
 def logit_scale_of(model) -> float:
+    """The scores' temperature: a ZeroShotModel's `logit_scale`, or exp(logit_scale) of a torch CLIP, capped."""
+    from .models import ZeroShotModel
+
+    if isinstance(model, ZeroShotModel):
+        return model.logit_scale
     return float(min(float(model.logit_scale.detach().exp()), MAX_LOGIT_SCALE))
 
 

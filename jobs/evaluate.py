@@ -5,12 +5,19 @@
   radisim evaluate --checkpoint DIR --model ViT-B-16:openai --model hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224
   radisim evaluate --source real --root br35h=/data/Br35H --root mrnet=/data/MRNet-v1.0 \
       --adapter-option mrnet.planes=[sagittal]
+  radisim evaluate --model transformers:openai/clip-vit-base-patch16 --model transformers:/models/medsiglip \
+      --checkpoint DIR --reference transformers:openai/clip-vit-base-patch16
 
 Models: `--model NAME[:PRETRAINED]` (a bundled config, an open_clip name with a pretrained tag or a
-local weights file, or an `hf-hub:` id) and `--checkpoint DIR` (a checkpoint of ours; architecture from
-its radisim.json, else `model.name`), both repeatable; none given = `model.name`/`model.pretrained` from the config. A model
+local weights file, or an `hf-hub:` id), `--model transformers:ID_OR_PATH` (a Hugging Face CLIP or
+SigLIP model: PubMedCLIP, SigLIP, MedSigLIP...; `radisim.evals.models`) and `--checkpoint DIR` (a
+checkpoint of ours; architecture from its radisim.json, else `model.name`), all repeatable; none given = `model.name`/`model.pretrained` from the config. A model
 without weights is evaluated from a seeded random-init checkpoint (`eval.seed`), saved once under
 `eval.cache_dir`/init, so the embedding cache recognises it on the next run.
+Paired comparison: with several models, each is paired against `--reference NAME` (a model's display
+name, default the first): per subtask and stage the difference with a case-bootstrap 95% CI on the same
+cases, logged as `..._delta` metrics and printed; runs scored on different images are refused (exit 2).
+Every model's run also holds `predictions/<subtask>.parquet` (per-image labels and scores).
 Data: `--source phantom` (default) reads the phantom eval split of `data.root` (made on first use for
 the default roots); `--source real` runs each subtask's adapter on `--root DATASET=PATH`, and with
 `eval.subtasks` "all" evaluates the subtasks whose dataset has a root.
@@ -37,9 +44,15 @@ class UsageError(Exception):
 
 
 def parse_model(spec: str):
-    """NAME, NAME:PRETRAINED (tag or weights file) or hf-hub:ORG/REPO -> ModelRef."""
+    """NAME, NAME:PRETRAINED (tag or weights file), hf-hub:ORG/REPO or FAMILY:ID (e.g. transformers:ID_OR_PATH) -> ModelRef."""
     from radisim.evals.embed import ModelRef
+    from radisim.evals.models import DEFAULT_FAMILY, split_spec
 
+    family, rest = split_spec(spec)
+    if family != DEFAULT_FAMILY:
+        if not rest:
+            raise UsageError(f"--model {spec!r}: expected {family}:ID_OR_PATH")
+        return ModelRef(rest, family=family)
     if spec.startswith("hf-hub:"):
         return ModelRef(spec)
     name, _, pretrained = spec.partition(":")
@@ -118,7 +131,7 @@ def model_refs(args, cfg: JobConfig) -> list:
         refs = [ModelRef(cfg.model.name, cfg.model.pretrained)]
     out = []
     for ref in refs:
-        if ref.pretrained is None and ref.checkpoint is None and not ref.name.startswith("hf-hub:"):
+        if ref.family == "open_clip" and ref.pretrained is None and ref.checkpoint is None and not ref.name.startswith("hf-hub:"):
             ckpt = seeded_init_checkpoint(ref.name, cfg.eval.seed, resolve_path(cfg.eval.cache_dir))
             ref = replace(ref, checkpoint=ckpt, label=f"{ref.name} (random init, seed {cfg.eval.seed})")
         out.append(ref)
@@ -134,7 +147,9 @@ def preflight(refs) -> None:
             ref.load("cpu")
         except Exception as err:  # offline hub errors, a checkpoint that does not fit, an unknown name
             hint = ""
-            if ref.name.startswith("hf-hub:"):
+            if ref.family != "open_clip":
+                hint = ""  # the family's loader names what to download and where
+            elif ref.name.startswith("hf-hub:"):
                 org_repo = ref.name.removeprefix("hf-hub:").replace("/", "--")
                 hint = f" The hub cache folder is $HF_HOME/hub/models--{org_repo} (default ~/.cache/huggingface)."
             elif ref.pretrained:
@@ -187,7 +202,8 @@ def print_list(fmt: str) -> None:
 def run(args, cfg: JobConfig) -> int:
     from radisim.evals.compare import compare_models
     from radisim.evals.datasets import DatasetNotFoundError
-    from radisim.evals.report import format_stage_table
+    from radisim.evals.report import format_paired_table, format_stage_table, format_subtask_counts
+    from radisim.evals.suite import PairingError
     from radisim.platform.raysession import ray_session
     from radisim.platform.tracking import Tracker, ui_command
 
@@ -197,6 +213,8 @@ def run(args, cfg: JobConfig) -> int:
     if stray := sorted(set(options) - set(roots) - {"phantom"}):
         raise UsageError(f"--adapter-option for {stray}: not among the datasets given with --root ({sorted(roots)})")
     refs = model_refs(args, cfg)
+    if args.reference is not None and args.reference not in [r.display for r in refs]:
+        raise UsageError(f"--reference {args.reference!r}: not one of the models {[r.display for r in refs]}")
     preflight(refs)  # before any data is generated or read: a missing download fails in seconds
     data_root = ensure_phantom(cfg) if args.source == "phantom" else None
     print(f"evaluating {len(refs)} model(s) on {len(ids)} subtasks ({args.source}"
@@ -216,16 +234,21 @@ def run(args, cfg: JobConfig) -> int:
         with ray_session(cfg.ray):
             comparison = compare_models(
                 refs, tracker, run_name, source=args.source, params=params, on_result=report, subtasks=ids,
+                reference=args.reference,
                 data_root=data_root, roots=roots, adapter_options=options, cache_dir=resolve_path(cfg.eval.cache_dir),
                 n_bootstrap=cfg.eval.n_bootstrap, seed=cfg.eval.seed, driver_max_images=cfg.eval.driver_max_images)
-    except DatasetNotFoundError as err:
+    except (DatasetNotFoundError, PairingError) as err:
         raise UsageError(str(err)) from None
     except TypeError as err:  # an adapter refusing an option it does not know (adapters never ignore one)
         if "unexpected keyword argument" not in str(err):
             raise
         raise UsageError(f"--adapter-option: {err}") from None
-    print("\nzero-shot stage scores:")
+    for result in comparison.results:
+        print(f"\n{result.label}: per subtask (95% CI from resampling cases):\n{format_subtask_counts(result)}")
+    print("\nzero-shot stage scores (chance-normalised: 0 = chance, 1 = perfect; subtasks covered):")
     print(format_stage_table(comparison.results))
+    for label, diffs in comparison.differences.items():
+        print("\n" + format_paired_table(label, comparison.reference, diffs))
     print(f"\nMLflow experiment {cfg.tracking.experiment!r}: comparison run {run_name} ({comparison.parent_run_id}), "
           f"{len(comparison.model_run_ids)} model run(s), {len(comparison.artifacts)} report files, in {comparison.tracking_uri}")
     print(f"browse it with:\n  {ui_command(comparison.tracking_uri)}")
@@ -237,9 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the 24 subtasks and exit")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="--list output format")
     parser.add_argument("--model", action="append", default=[], metavar="NAME[:PRETRAINED]",
-                        help="open_clip model (repeatable): bundled config, NAME:TAG, NAME:/path/weights.bin, hf-hub:ORG/REPO")
+                        help="model (repeatable): bundled config, NAME:TAG, NAME:/path/weights.bin, hf-hub:ORG/REPO, transformers:ID_OR_PATH")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
                         help="a checkpoint directory of ours (repeatable; architecture from its radisim.json, else model.name)")
+    parser.add_argument("--reference", default=None, metavar="NAME",
+                        help="the model the others are paired against (its display name; default the first)")
     parser.add_argument("--source", choices=("phantom", "real"), default="phantom",
                         help="phantom eval split of data.root, or the real datasets given with --root")
     parser.add_argument("--root", action="append", default=[], metavar="DATASET=PATH",

@@ -7,6 +7,9 @@ Contract of an adapter (register it with `@register_adapter("<dataset name>")`):
   - `root` is the dataset's directory in its real published layout (the adapter documents that
     layout in its docstring). If `root` or a file the adapter needs is missing, raise
     `DatasetNotFoundError` with what was expected where (`DatasetNotFoundError.expected(...)`).
+  - Every example names its CASE (`Examples.cases`): the patient, exam or volume it comes from, the
+    unit the bootstrap resamples. A dataset that publishes no patient grouping uses the image id
+    (its docstring says so); `load_examples` refuses examples without case ids.
   - The result holds, for every example, an image (uint8 array, grayscale HxW or RGB HxWx3, or encoded
     PNG/JPEG bytes), its label(s) in the subtask's class order (`Examples` docstring), and optional
     per-example metadata (e.g. "view", "patient_id").
@@ -83,6 +86,11 @@ class Examples:
     classes  the subtask's class names (score column order)
     queries  localization only: (n,) the organ each example asks about
     metadata optional per-example columns, each (n,)
+    cases    (n,) str: the case (patient / exam / volume) of each example; the bootstrap's unit
+    units    optional (n,) str: score per unit, not per image (an MRNet exam): `unit_scores` turns the
+             image scores into one score per unit = the mean over its `levels` (e.g. the MR planes) of
+             the mean score of its images at that level; all images of a unit share its label and case
+    levels   optional (n,) str, with `units`
     """
 
     pool: ImagePool
@@ -91,15 +99,41 @@ class Examples:
     classes: tuple[str, ...]
     queries: np.ndarray | None = None
     metadata: dict[str, np.ndarray] = field(default_factory=dict)
+    cases: np.ndarray | None = None
+    units: np.ndarray | None = None
+    levels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.rows = np.asarray(self.rows, dtype=np.int64)
         self.y = np.asarray(self.y)
         if len(self.rows) != len(self.y):
             raise ValueError(f"{len(self.rows)} rows but {len(self.y)} labels")
+        if self.cases is not None:
+            self.cases = np.asarray([str(c) for c in self.cases], dtype=object)
+            if len(self.cases) != len(self.rows):
+                raise ValueError(f"{len(self.rows)} rows but {len(self.cases)} case ids")
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def unit_scores(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(unit ids, y, cases, scores) with one row per unit (in sorted unit order); without `units`
+        the examples themselves (image ids, y, cases, scores)."""
+        if self.units is None:
+            return np.asarray(self.image_ids, dtype=object), self.y, self.cases, scores
+        units = np.asarray(self.units).astype(str)
+        levels = np.zeros(len(units), dtype=str) if self.levels is None else np.asarray(self.levels).astype(str)
+        ids = np.unique(units)
+        y, cases, out = [], [], []
+        for unit in ids:
+            mask = units == unit
+            labels = self.y[mask]
+            if not (labels == labels[0]).all():
+                raise ValueError(f"unit {unit}: its images carry different labels")
+            y.append(labels[0])
+            cases.append(self.cases[mask][0])
+            out.append(np.mean([scores[mask & (levels == lv)].mean(axis=0) for lv in np.unique(levels[mask])], axis=0))
+        return ids.astype(object), np.asarray(y), np.asarray(cases, dtype=object), np.asarray(out)
 
     @property
     def image_ids(self) -> list[str]:
@@ -115,12 +149,15 @@ class Examples:
         classes: Sequence[str],
         queries: Any = None,
         metadata: dict[str, Any] | None = None,
+        cases: Sequence[str] | None = None,
     ) -> "Examples":
+        """A private pool of `images`; `cases` defaults to the image ids (one image per case)."""
         pool = ImagePool(name, tuple(str(i) for i in image_ids), list(images))
         return cls(
             pool, np.arange(len(pool)), np.asarray(y), tuple(classes),
             None if queries is None else np.asarray(queries),
             {k: np.asarray(v) for k, v in (metadata or {}).items()},
+            np.asarray(pool.image_ids if cases is None else list(cases), dtype=object),
         )
 
 
@@ -155,6 +192,9 @@ def load_examples(adapter: str, root: str | Path, subtask: Subtask, **options: A
         raise ValueError(f"adapter {adapter!r} returned classes {examples.classes} for {subtask.id}, expected {subtask.classes}")
     if len(examples) == 0:
         raise ValueError(f"adapter {adapter!r} returned no examples for subtask {subtask.id}")
+    if examples.cases is None:
+        raise ValueError(f"adapter {adapter!r} returned no case ids for subtask {subtask.id} (Examples.cases: the "
+                         f"patient / exam / volume of each example, the image id where the dataset has none)")
     if subtask.kind == "localization" and examples.queries is None:
         raise ValueError(f"adapter {adapter!r} returned no queries for localization subtask {subtask.id}")
     return examples

@@ -11,6 +11,9 @@ Bhuvaji et al. whose folders end in `_tumor`:
   Option `split`: "Testing" (default), "Training", or "all". The binary subtask counts glioma,
   meningioma and pituitary as tumour; the subtype subtask maps pituitary -> "pituitary adenoma" and
   notumor -> "no tumor". Both subtasks share one image pool.
+
+Cases: neither dataset publishes which images come from one patient, so each image is its own case
+(the bootstrap cannot see patient clustering there; say so when reporting these intervals).
 """
 from __future__ import annotations
 
@@ -74,7 +77,9 @@ def kaggle_brain_tumor(root: Path, subtask: Subtask, split: str = "Testing") -> 
     pool, subtypes = _kaggle_pool(str(Path(root).resolve()), split, stamp(p for p, _ in files))
     if subtask.kind == "binary":
         y = np.asarray([int(s != "no tumor") for s in subtypes])
-        return Examples(pool, np.arange(len(pool)), y, subtask.classes, None, {"subtype": np.asarray(subtypes, dtype=object)})
+        return Examples(pool, np.arange(len(pool)), y, subtask.classes, None, {"subtype": np.asarray(subtypes, dtype=object)},
+                        cases=np.asarray(pool.image_ids, dtype=object))
     rows = [i for i, s in enumerate(subtypes) if s in subtask.classes]
     y = np.asarray([subtask.classes.index(subtypes[i]) for i in rows])
-    return Examples(pool, np.asarray(rows), y, subtask.classes, None, {"subtype": np.asarray([subtypes[i] for i in rows], dtype=object)})
+    return Examples(pool, np.asarray(rows), y, subtask.classes, None, {"subtype": np.asarray([subtypes[i] for i in rows], dtype=object)},
+                    cases=np.asarray([pool.image_ids[i] for i in rows], dtype=object))

@@ -13,6 +13,9 @@ rsna_pneumonia — RSNA Pneumonia Detection Challenge (Kaggle, stage 2):
   A patient is "pneumonia" iff any of its rows has Target 1 (negatives include "No Lung Opacity / Not
   Normal"). Options: `max_images` (an evenly spread, deterministic subset of patients in id order),
   `max_side` (default 512: the 1024 px radiographs are downsized when read).
+
+Cases: RSNA's patientId (one radiograph per patient in stage 2); MedMNIST publishes no patient ids,
+so each PneumoniaMNIST image is its own case.
 """
 from __future__ import annotations
 
@@ -68,7 +71,7 @@ def pneumoniamnist(root: Path, subtask: Subtask, split: str = "test", file: str 
         raise ValueError(f"pneumoniamnist: split must be one of {MEDMNIST_SPLITS}, got {split!r}")
     path = _medmnist_file(Path(root), file)
     pool, labels = _medmnist_pool(str(path.resolve()), split, stamp([path]))
-    return Examples(pool, np.arange(len(pool)), labels, subtask.classes)
+    return Examples(pool, np.arange(len(pool)), labels, subtask.classes, cases=np.asarray(pool.image_ids, dtype=object))
 
 
 RSNA_LABELS = "stage_2_train_labels.csv"
@@ -100,4 +103,4 @@ def rsna_pneumonia(root: Path, subtask: Subtask, max_images: int | None = None, 
     labels = require_file("rsna_pneumonia", root, RSNA_LABELS, f"{RSNA_LABELS} (patientId,x,y,width,height,Target)")
     images = require_dir("rsna_pneumonia", root, RSNA_IMAGES, f"{RSNA_IMAGES}/<patientId>.dcm")
     pool, y = _rsna_pool(str(Path(root).resolve()), max_images, max_side, stamp([labels, images]))
-    return Examples(pool, np.arange(len(pool)), y, subtask.classes)
+    return Examples(pool, np.arange(len(pool)), y, subtask.classes, cases=np.asarray(pool.image_ids, dtype=object))

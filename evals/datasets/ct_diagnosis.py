@@ -27,15 +27,24 @@ ct_lymph_nodes — TCIA "CT Lymph Nodes" (Roth et al. 2014, 90 mediastinal + 86 
   (default 4) of each, evenly spread. Soft-tissue window (W400/L40). Option `annotations` = another
   folder holding the per-patient annotation folders.
 
-lits — LiTS liver tumours as distributed in MedIMeta-style folders (2-D axial slices, 224 px):
-    <root>/images/<file>.png|jpg|tiff            the slices
-    <root>/<task>.csv                            image path (relative to root or to images/) + label
-  The CSV is `csv` (default: the only *.csv in root); its image column `image_column` (default the
-  first of filepath, image, image_path, path, file) and label column `label_column` (default the first
-  of liver_tumor, tumor, label). Labels: 0/1, no/yes, false/true, or the class names.
+lits — LiTS, the Liver Tumor Segmentation Benchmark (Bilic et al. 2023, the CodaLab release
+    competitions.codalab.org/competitions/17094, "Training Batch 1" + "Training Batch 2", 131 CTs):
+    <root>/Training Batch 1/volume-N.nii, segmentation-N.nii     (N = 0..27)
+    <root>/Training Batch 2/volume-N.nii, segmentation-N.nii     (N = 28..130)
+  (`.nii.gz`, a flat <root>/volume-N.nii + segmentation-N.nii, or any sub-folder also work.)
+  Segmentation labels: 0 background, 1 liver, 2 tumour. The paper took LiTS via MedIMeta, whose LiTS
+  sets label organs, not tumours, so the diagnosis subtask is derived from LiTS's own masks: an axial
+  slice through the liver (>= `min_liver_pixels` of label 1 or 2) is "liver tumor" when it holds
+  >= `min_tumor_pixels` of label 2, "no liver tumor" when it holds none; per volume
+  `slices_per_volume` (default 4) of each, evenly spread; abdomen window (W400/L50) by default.
+  The case is the volume (one patient's CT).
+
+Cases (the bootstrap's unit): COVID-CT publishes patient ids only in a spreadsheet of the COVID
+images, so each image is its own case; CT-ICH the patient number; CT Lymph Nodes the patient folder.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,7 +58,6 @@ from .common import (
     DEFAULT_MAX_SIDE,
     IMAGE_SUFFIXES,
     canonical_index,
-    image_file_bytes,
     pick_evenly,
     png,
     read_csv,
@@ -64,9 +72,11 @@ def _binary_only(dataset: str, subtask: Subtask) -> None:
         raise ValueError(f"{dataset} serves binary subtasks, not {subtask.id} ({subtask.kind})")
 
 
-def _binary_examples(name: str, key_root: str, files_and_labels: list[tuple[str, bytes, int]], subtask: Subtask) -> Examples:
-    ids, images, y = zip(*files_and_labels)
-    return Examples(ImagePool(f"{name}:{key_root}", tuple(ids), list(images)), np.arange(len(ids)), np.asarray(y), subtask.classes)
+def _binary_examples(name: str, key_root: str, rows: list[tuple[str, bytes, int, str]], subtask: Subtask) -> Examples:
+    """Examples from (image id, image bytes, label, case id) rows."""
+    ids, images, y, cases = zip(*rows)
+    return Examples(ImagePool(f"{name}:{key_root}", tuple(ids), list(images)), np.arange(len(ids)), np.asarray(y),
+                    subtask.classes, cases=np.asarray(cases, dtype=object))
 
 
 # ------------------------------------------------------------------------------------------------ COVID-CT
@@ -89,7 +99,7 @@ def _covid(root: str, split: str, key: tuple) -> list[tuple[str, bytes, int]]:
             path = image_dir / name
             if not path.is_file():
                 raise DatasetNotFoundError.expected("covid_ct", root_p, f"Images-processed/{folder}/{name} (listed in the {split} split)")
-            out.append((f"{folder}/{name}", path.read_bytes(), label))
+            out.append((f"{folder}/{name}", path.read_bytes(), label, f"{folder}/{name}"))
     if not out:
         raise DatasetNotFoundError.expected("covid_ct", root_p, f"images of the {split} split")
     return out
@@ -130,7 +140,7 @@ def _ct_ich(root: str, window: str, max_per_patient: int | None, max_side: int |
             view = {0: "sagittal", 1: "coronal", 2: "axial"}[axis]
             (sl,) = imaging.nifti_slices(volume, affine, view, indices=[index])
             label = int(int(float(prow[i]["No_Hemorrhage"])) == 0)
-            out.append((f"{patient:03d}/{number}", png(imaging.window_ct(sl, window), max_side), label))
+            out.append((f"{patient:03d}/{number}", png(imaging.window_ct(sl, window), max_side), label, f"{patient:03d}"))
     return out
 
 
@@ -202,7 +212,7 @@ def _lymph(root: str, annotations: str, margin: int, gap: int, per_patient: int,
         for label, indices in ((1, positives), (0, negatives)):
             for j in pick_evenly(len(indices), per_patient):
                 image, _ = imaging.read_dicom(series[indices[j]], window="soft_tissue")
-                out.append((f"{patient.name}/{indices[j]}", png(image, max_side), label))
+                out.append((f"{patient.name}/{indices[j]}", png(image, max_side), label, patient.name))
     return out
 
 
@@ -215,67 +225,63 @@ def ct_lymph_nodes(root: Path, subtask: Subtask, annotations: str | None = None,
     require_dir("ct_lymph_nodes", ann.parent, ann.name, f"{ann.name}/<patient>/<patient>_lymphnodes_indices.txt")
     files = sorted(p for p in root.rglob("*") if p.is_file())
     data = _lymph(str(root.resolve()), str(ann.resolve()), margin, gap, slices_per_patient, max_side, stamp(files))
-    if len({y for *_, y in data}) < 2:
+    if len({row[2] for row in data}) < 2:
         raise DatasetNotFoundError.expected("ct_lymph_nodes", root, "slices near and far from annotated nodes",
                                             found=f"only one class (margin={margin}, gap={gap})")
     return _binary_examples("ct_lymph_nodes", str(root.resolve()), data, subtask)
 
 
-# ----------------------------------------------------------------------------------------- LiTS (MedIMeta)
+# ----------------------------------------------------------------------------------------------- LiTS
 
-IMAGE_COLUMNS = ("filepath", "image", "image_path", "path", "file")
-LITS_LABEL_COLUMNS = ("liver_tumor", "tumor", "label")
-TRUE_WORDS, FALSE_WORDS = {"1", "yes", "true", "y", "tumor", "tumour"}, {"0", "no", "false", "n", "none"}
+LITS_LIVER, LITS_TUMOUR = 1, 2
 
 
-def _first_present(columns: list[str], wanted: tuple[str, ...], option: str | None) -> str | None:
-    if option is not None:
-        return option if option in columns else None
-    return next((c for c in wanted if c in columns), None)
+def _lits_pairs(root: Path, max_volumes: int | None) -> list[tuple[str, Path, Path]]:
+    """(case, volume file, segmentation file) in volume-number order."""
+    volumes = sorted((p for p in root.rglob("volume-*.nii*") if re.fullmatch(r"volume-\d+\.nii(\.gz)?", p.name)),
+                     key=lambda p: int(re.findall(r"\d+", p.name)[0]))
+    pairs = []
+    for v in volumes[: max_volumes or None]:
+        n = re.findall(r"\d+", v.name)[0]
+        seg = next((p for p in (v.parent / f"segmentation-{n}.nii", v.parent / f"segmentation-{n}.nii.gz") if p.is_file()), None)
+        if seg is None:
+            raise DatasetNotFoundError.expected("lits", root, f"segmentation-{n}.nii next to {v.relative_to(root)}")
+        pairs.append((f"volume-{n}", v, seg))
+    if not pairs:
+        raise DatasetNotFoundError.expected("lits", root, "volume-N.nii with segmentation-N.nii (LiTS Training Batch 1/2)")
+    return pairs
 
 
 @lru_cache(maxsize=2)
-def _lits(root: str, csv_name: str, image_column: str | None, label_column: str | None, classes: tuple[str, ...], key: tuple):
-    root_p = Path(root)
-    rows = read_csv("lits", root_p, root_p / csv_name)
-    columns = list(rows[0]) if rows else []
-    img_col = _first_present(columns, IMAGE_COLUMNS, image_column)
-    lab_col = _first_present(columns, LITS_LABEL_COLUMNS, label_column)
-    if img_col is None or lab_col is None:
-        raise DatasetNotFoundError.expected("lits", root_p, f"an image column ({image_column or IMAGE_COLUMNS}) and a label "
-                                            f"column ({label_column or LITS_LABEL_COLUMNS}) in {csv_name}", found=f"columns {columns}")
+def _lits(root: str, window: str, per_volume: int, min_liver: int, min_tumour: int, max_side: int | None, key: tuple):
     out = []
-    for i, r in enumerate(rows):
-        value = r[lab_col].strip().lower()
-        if value in TRUE_WORDS or value == classes[1].lower():
-            label = 1
-        elif value in FALSE_WORDS or value == classes[0].lower():
-            label = 0
-        else:
-            raise DatasetNotFoundError.expected("lits", root_p, f"0/1 or {list(classes)} in column {lab_col} of {csv_name}",
-                                                found=f"{r[lab_col]!r} in row {i + 1}")
-        path = next((p for p in (root_p / r[img_col], root_p / "images" / r[img_col]) if p.is_file()), None)
-        if path is None:
-            raise DatasetNotFoundError.expected("lits", root_p, f"images/{r[img_col]} (row {i + 1} of {csv_name})")
-        out.append((str(path.relative_to(root_p)), image_file_bytes(path), label))
+    for case, volume_path, seg_path in _lits_pairs(Path(root), dict(key)["max_volumes"]):
+        volume, affine = imaging.read_nifti(volume_path)
+        seg = np.rint(imaging.read_nifti(seg_path)[0]).astype(np.int16)
+        if seg.shape != volume.shape:
+            raise ValueError(f"lits {case}: segmentation shape {seg.shape} != volume shape {volume.shape}")
+        tumour = (seg == LITS_TUMOUR).sum(axis=(0, 1))  # per axial slice (canonical axis 2)
+        liver = (seg >= LITS_LIVER).sum(axis=(0, 1))
+        through_liver = liver >= min_liver
+        positives = np.flatnonzero(through_liver & (tumour >= min_tumour))
+        negatives = np.flatnonzero(through_liver & (tumour == 0))
+        for label, indices in ((1, positives), (0, negatives)):
+            for j in pick_evenly(len(indices), per_volume):
+                (sl,) = imaging.nifti_slices(volume, affine, "axial", indices=[int(indices[j])])
+                out.append((f"{case}/{int(indices[j])}", png(imaging.window_ct(sl, window), max_side), label, case))
     if not out:
-        raise DatasetNotFoundError.expected("lits", root_p, f"rows in {csv_name}")
+        raise DatasetNotFoundError.expected("lits", Path(root), "axial slices through the liver (segmentation label 1 or 2)")
     return out
 
 
 @register_adapter("lits")
-def lits(root: Path, subtask: Subtask, csv: str | None = None, image_column: str | None = None,
-         label_column: str | None = None) -> Examples:
+def lits(root: Path, subtask: Subtask, slices_per_volume: int = 4, window: str = "abdomen", min_liver_pixels: int = 50,
+         min_tumor_pixels: int = 20, max_volumes: int | None = None, max_side: int | None = DEFAULT_MAX_SIDE) -> Examples:
     _binary_only("lits", subtask)
     root = Path(root)
-    require_dir("lits", root, "images", "images/*.png (MedIMeta-style LiTS slices)")
-    if csv is None:
-        found = sorted(p.name for p in root.glob("*.csv"))
-        if len(found) != 1:
-            raise DatasetNotFoundError.expected("lits", root, "one task CSV (image path + liver_tumor label); pass csv=<file>",
-                                                found=f"{found or 'no CSV'}")
-        csv = found[0]
-    csv_path = require_file("lits", root, csv)
-    data = _lits(str(root.resolve()), csv, image_column, label_column, subtask.classes,
-                 stamp([csv_path, root / "images"]))
-    return _binary_examples("lits", f"{root.resolve()}:{csv}", data, subtask)
+    if not root.is_dir():
+        raise DatasetNotFoundError.expected("lits", root, "volume-N.nii with segmentation-N.nii (LiTS Training Batch 1/2)")
+    pairs = _lits_pairs(root, max_volumes)
+    key = (("max_volumes", max_volumes), ("stamp", stamp([f for _, v, s in pairs for f in (v, s)])))
+    data = _lits(str(root.resolve()), window, int(slices_per_volume), int(min_liver_pixels), int(min_tumor_pixels), max_side, key)
+    return _binary_examples("lits", str(root.resolve()), data, subtask)

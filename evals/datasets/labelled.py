@@ -15,6 +15,17 @@ The label column defaults per subtask (`DEFAULT_LABEL_COLUMNS`, else "label"); `
 defaults to "path" (or filepath/image/file). A cell matches a class by exact name, case-insensitively,
 through `label_map={cell: class}`, or for graded classes by its number ("2", "II", "G2" -> "... grade 2").
 An unmatched non-empty cell is an error naming the row. All subtasks reading one CSV share one pool.
+
+Cases: the `case_column` (default the first of patient_id, patient, case_id, case, study_id present;
+else each row is its own case) groups a patient's images for the bootstrap. Internal sets are patient
+data, so image and case ids leave the adapter only as salted keys (`imaging.salted_key`, salt from
+$RADISIM_PHI_SALT): predictions and logs never carry a file name or a patient number.
+
+Windows and slices: `window` (a CT window name or (width, level); default per dataset in
+`DEFAULT_WINDOWS`: "lung" for internal_lung_adeno, whose ground-glass component separates AIS/MIA from
+invasive adenocarcinoma and vanishes in a soft-tissue window). For NIfTI images the axial slice is the
+lesion's: a `lesion_slice` column (axial index in the stored file), else a `mask` column (a NIfTI mask,
+the slice with the largest mask area), else the central slice.
 """
 from __future__ import annotations
 
@@ -26,11 +37,15 @@ import numpy as np
 
 from ..tasks import Subtask
 from .base import DatasetNotFoundError, Examples, ImagePool, register_adapter
-from .common import image_file_bytes, read_csv, stamp
+from radisim.platform.data import imaging
+
+from .common import IMAGE_COLUMNS, image_file_bytes, read_csv, stamp
 from .folder import read_image_folder
 
 DEFAULT_CSV = "labels.csv"
-IMAGE_COLUMNS = ("path", "filepath", "image", "image_path", "file")
+CASE_COLUMNS = ("patient_id", "patient", "case_id", "case", "study_id")
+#: dataset -> default window of its CT images (others: imaging.DEFAULT_CT_WINDOW)
+DEFAULT_WINDOWS = {"internal_lung_adeno": "lung"}
 #: subtask id -> label column of the CSV
 DEFAULT_LABEL_COLUMNS = {
     "modality": "modality",
@@ -62,8 +77,23 @@ def match_class(cell: str, classes: tuple[str, ...], label_map: dict[str, str] |
     return None
 
 
+def _lesion_slice(csv_dir: Path, row: dict[str, str], image: Path) -> int | None:
+    """Axial slice (stored-file index) of the lesion: `lesion_slice`, else the `mask`'s largest slice."""
+    if row.get("lesion_slice", "").strip():
+        return int(float(row["lesion_slice"]))
+    if row.get("mask", "").strip():
+        import nibabel as nib
+
+        mask = np.asarray(nib.load(str(csv_dir / row["mask"])).dataobj) > 0
+        if mask.shape != nib.load(str(image)).shape:
+            raise ValueError(f"mask {row['mask']} has shape {mask.shape}, image {image.name} another")
+        return int(mask.sum(axis=(0, 1)).argmax()) if mask.any() else None
+    return None
+
+
 @lru_cache(maxsize=4)
-def _csv_pool(csv_path: str, image_column: str | None, key: tuple) -> tuple[ImagePool, list[dict[str, str]]]:
+def _csv_pool(csv_path: str, image_column: str | None, case_column: str | None, window: str | tuple,
+              key: tuple) -> tuple[ImagePool, list[dict[str, str]], list[str]]:
     path = Path(csv_path)
     rows = read_csv("labelled", path.parent, path)
     columns = list(rows[0]) if rows else []
@@ -71,19 +101,26 @@ def _csv_pool(csv_path: str, image_column: str | None, key: tuple) -> tuple[Imag
     if column is None or (image_column and image_column not in columns):
         raise DatasetNotFoundError.expected("labelled", path.parent, f"an image column ({image_column or IMAGE_COLUMNS}) in {path.name}",
                                             found=f"columns {columns}")
-    ids, images = [], []
+    case_col = case_column if case_column else next((c for c in CASE_COLUMNS if c in columns), None)
+    if case_col is not None and case_col not in columns:
+        raise DatasetNotFoundError.expected("labelled", path.parent, f"a case column {case_col!r} in {path.name}",
+                                            found=f"columns {columns}")
+    ids, images, cases = [], [], []
     for i, row in enumerate(rows):
         image = path.parent / row[column]
         if not image.is_file():
             raise DatasetNotFoundError.expected("labelled", path.parent, f"{row[column]} (row {i + 1} of {path.name})")
-        ids.append(row[column])
-        images.append(image_file_bytes(image))
-    return ImagePool(f"labelled:{csv_path}", tuple(ids), images), rows
+        ids.append(f"img-{imaging.salted_key(row[column], kind='image')}")
+        images.append(image_file_bytes(image, window=window, slice_index=_lesion_slice(path.parent, row, image)))
+        case = row[case_col].strip() if case_col and row[case_col].strip() else row[column]
+        cases.append(f"case-{imaging.salted_key(case, kind='case')}")
+    return ImagePool(f"labelled:{csv_path}", tuple(ids), images), rows, cases
 
 
 def read_labelled(name: str, root: Path, subtask: Subtask, csv: str | None = None, image_column: str | None = None,
                   label_column: str | None = None, label_map: dict[str, str] | None = None,
-                  folders: dict[str, str] | None = None) -> Examples:
+                  folders: dict[str, str] | None = None, case_column: str | None = None,
+                  window: str | tuple | None = None) -> Examples:
     if subtask.kind not in ("single-label", "binary"):
         raise ValueError(f"{name} serves single-label/binary subtasks, not {subtask.id} ({subtask.kind})")
     root = Path(root)
@@ -94,7 +131,9 @@ def read_labelled(name: str, root: Path, subtask: Subtask, csv: str | None = Non
         raise DatasetNotFoundError.expected(
             name, root, f"{csv or DEFAULT_CSV} (image path + label columns) or one folder per class "
                         f"({', '.join(subtask.classes)})")
-    pool, rows = _csv_pool(str(csv_path.resolve()), image_column, stamp([csv_path]))
+    window = window or DEFAULT_WINDOWS.get(name, imaging.DEFAULT_CT_WINDOW)
+    pool, rows, cases = _csv_pool(str(csv_path.resolve()), image_column, case_column,
+                                  tuple(window) if isinstance(window, list) else window, stamp([csv_path]))
     column = label_column or DEFAULT_LABEL_COLUMNS.get(subtask.id, "label")
     if rows and column not in rows[0]:
         raise DatasetNotFoundError.expected(name, csv_path.parent, f"a label column {column!r} in {csv_path.name} "
@@ -110,14 +149,16 @@ def read_labelled(name: str, root: Path, subtask: Subtask, csv: str | None = Non
                                                 f"of {csv_path.name} (or label_map=...)", found=f"{cell!r} in row {i + 1}")
         kept.append(i)
         y.append(k)
-    return Examples(pool, np.asarray(kept, dtype=np.int64), np.asarray(y, dtype=np.int64), subtask.classes)
+    return Examples(pool, np.asarray(kept, dtype=np.int64), np.asarray(y, dtype=np.int64), subtask.classes,
+                    cases=np.asarray([cases[i] for i in kept], dtype=object))
 
 
 def _register(name: str) -> None:
     def adapter(root: Path, subtask: Subtask, csv: str | None = None, image_column: str | None = None,
                 label_column: str | None = None, label_map: dict[str, str] | None = None,
-                folders: dict[str, str] | None = None) -> Examples:
-        return read_labelled(name, root, subtask, csv, image_column, label_column, label_map, folders)
+                folders: dict[str, str] | None = None, case_column: str | None = None,
+                window: str | tuple | None = None) -> Examples:
+        return read_labelled(name, root, subtask, csv, image_column, label_column, label_map, folders, case_column, window)
 
     adapter.__name__ = adapter.__qualname__ = f"{name}_adapter"
     adapter.__doc__ = f"{name}: a labelled CSV or class folders (see radisim.evals.datasets.labelled)."

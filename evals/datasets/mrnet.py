@@ -4,9 +4,13 @@ Layout of the published `MRNet-v1.0`:
     <root>/{train,valid}/{axial,coronal,sagittal}/NNNN.npy   one exam per file: (slices, 256, 256) uint8
     <root>/{train,valid}-{abnormal,acl,meniscus}.csv          no header; rows "NNNN,0|1"
 
-Each exam gives `slices_per_plane` (default 1: the middle) slices of each of `planes` (default all
-three), labelled with the exam's label; the view is the plane. `split`: "valid" (default, the public
-120-exam validation set) or "train". ACL and meniscus subtasks share one image pool.
+Scored per exam, as MRNet's protocol (Bien et al. 2018: one probability per exam, AUC over exams):
+each exam gives `slices_per_plane` (default 3, evenly spread over the central 60%) slices of each of
+`planes` (default all three); the exam's probability is the mean over its planes of the mean
+zero-shot probability of that plane's slices (`Examples.unit_scores`). The paper combines the three
+per-plane CNN probabilities with a logistic regression fitted on training exams; zero-shot there is
+nothing to fit, so the combination is the unweighted mean. The exam is the case. `split`: "valid"
+(default, the public 120-exam validation set) or "train". ACL and meniscus subtasks share one pool.
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ def _pool(root: str, split: str, planes: tuple[str, ...], per_plane: int, key: t
 
 @register_adapter("mrnet")
 def mrnet(root: Path, subtask: Subtask, split: str = "valid", planes: Sequence[str] = PLANES,
-          slices_per_plane: int = 1) -> Examples:
+          slices_per_plane: int = 3) -> Examples:
     if subtask.kind != "binary" or subtask.id not in LABEL_FILES:
         raise ValueError(f"mrnet serves the binary subtasks {sorted(LABEL_FILES)}, not {subtask.id}")
     if split not in ("train", "valid") or set(planes) - set(PLANES):
@@ -66,4 +70,6 @@ def mrnet(root: Path, subtask: Subtask, split: str = "valid", planes: Sequence[s
         raise DatasetNotFoundError.expected("mrnet", root, f"labels of exams {missing[:5]} in {label_file.name}", found="none")
     y = np.asarray([labels[e] for e in exams])
     return Examples(pool, np.arange(len(pool)), y, subtask.classes, None,
-                    {"exam": np.asarray(exams, dtype=object), "view": np.asarray(views, dtype=object)})
+                    {"exam": np.asarray(exams, dtype=object), "view": np.asarray(views, dtype=object)},
+                    cases=np.asarray(exams, dtype=object), units=np.asarray([f"{split}/{e}" for e in exams], dtype=object),
+                    levels=np.asarray(views, dtype=object))

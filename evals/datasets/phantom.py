@@ -4,7 +4,8 @@ Layout (written by `radisim.curriculum.phantom.write_phantom_dataset`):
     <root>/eval/part-*.parquet   one row per image: image_id, image (PNG bytes), modality, anatomy,
                                  view, organs, target_organ, target_region, finding, subtype, grade, ...
 Each subtask's `phantom` section in tasks.yaml says which rows it uses and how the label is read; all
-subtasks share one `ImagePool` (the whole split), so the images are embedded once.
+subtasks share one `ImagePool` (the whole split), so the images are embedded once. Every phantom
+image is drawn independently (its own synthetic case), so its case id is its image id.
 """
 from __future__ import annotations
 
@@ -109,4 +110,5 @@ def phantom_adapter(root: Path, subtask: Subtask) -> Examples:
         raise ValueError(f"phantom split at {root} yields no examples for subtask {subtask.id} ({subtask.phantom})")
     meta = {c: np.asarray([columns[c][i] for i in rows], dtype=object) for c in _METADATA if c in columns}
     y = np.asarray(labels, dtype=np.int64)
-    return Examples(pool, np.asarray(rows), y, subtask.classes, np.asarray(queries) if queries else None, meta)
+    cases = np.asarray([pool.image_ids[i] for i in rows], dtype=object)
+    return Examples(pool, np.asarray(rows), y, subtask.classes, np.asarray(queries) if queries else None, meta, cases)

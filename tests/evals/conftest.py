@@ -65,3 +65,12 @@ def suite_runs(ray_session, phantom_root, tiny_checkpoint, tmp_path_factory):
 
 def finite(x) -> bool:
     return bool(np.all(np.isfinite(x)))
+
+
+@pytest.fixture(scope="session")
+def hf_models(tmp_path_factory):
+    """{"clip": folder, "siglip": folder} of tiny random transformers models (hf_models.py)."""
+    import hf_models as hf
+
+    root = tmp_path_factory.mktemp("hf-models")
+    return {kind: hf.build(root / kind, kind) for kind in ("clip", "siglip")}

@@ -20,6 +20,8 @@ ORGANS = {
     "liver": ((18, 30), (18, 30), (3, 13), "upper left"),    # patient's right, anterior
     "spleen": ((2, 12), (18, 30), (3, 13), "upper right"),   # patient's left, anterior
     "kidney": ((2, 12), (2, 12), (3, 13), "lower right"),    # patient's left, posterior
+    "right kidney": ((20, 30), (2, 12), (3, 13), "lower left"),  # patient's right, posterior
+    "bladder": ((13, 18), (8, 14), (3, 13), "midline"),     # on the midline (x 15.5): never asked about
 }
 
 
@@ -48,11 +50,11 @@ def jpg(path: Path, value: int, size: int = 24) -> Path:
     return path
 
 
-def nifti(path: Path, volume: np.ndarray, zooms=(1.0, 1.0, 2.0)) -> Path:
+def nifti(path: Path, volume: np.ndarray, zooms=(1.0, 1.0, 2.0), affine: np.ndarray | None = None) -> Path:
     import nibabel as nib
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.asarray(volume), np.diag([*zooms, 1.0])), str(path))
+    nib.save(nib.Nifti1Image(np.asarray(volume), np.diag([*zooms, 1.0]) if affine is None else affine), str(path))
     return path
 
 
@@ -159,11 +161,17 @@ def ct_lymph_nodes(root: Path, n_slices: int = 30) -> Path:
 
 
 def lits(root: Path) -> Path:
-    rows = ["filepath,liver_tumor"]
-    for i in range(6):
-        png(root / "images" / f"{i:06d}.png", np.full((16, 16), 20 * i, np.uint8))
-        rows.append(f"images/{i:06d}.png,{int(i % 3 == 0)}")
-    (root / "liver_tumor.csv").write_text("\n".join(rows) + "\n")
+    """The LiTS release (Bilic et al.; CodaLab competition 17094, as e.g. kaiko-ai/eva documents it):
+    `Training Batch 1/volume-0.nii` + `segmentation-0.nii`, `Training Batch 2/volume-28.nii` + ...,
+    uncompressed NIfTI, labels 0 background, 1 liver, 2 tumour. Volume 0 has a tumour in axial slices
+    6-8 inside the liver (slices 3-12); volume 28 has a liver and no tumour."""
+    ct, lab = organ_volumes({"liver": 1})
+    for batch, n, tumour in (("Training Batch 1", 0, True), ("Training Batch 2", 28, False)):
+        seg = lab.copy()
+        if tumour:
+            seg[22:27, 22:27, 6:9] = 2
+        nifti(root / batch / f"volume-{n}.nii", ct + (30.0 * (seg == 2)))
+        nifti(root / batch / f"segmentation-{n}.nii", seg.astype(np.uint8))
     return root
 
 
@@ -248,10 +256,14 @@ def totalseg(root: Path) -> Path:
     return root
 
 
-def ctorg(root: Path, with_mni: bool = False) -> Path:
-    ct, lab = organ_volumes({"liver": 1, "kidney": 4})
-    nifti(root / "OrganSegmentations" / "volume-0.nii.gz", ct)
-    nifti(root / "OrganSegmentations" / "labels-0.nii.gz", lab)
+def ctorg(root: Path, with_mni: bool = False, flip_x: bool = False) -> Path:
+    """CT-ORG's joint labels: 4 = both kidneys (two boxes, one per side), 2 = the bladder (midline).
+    `flip_x` stores the same array with the first axis running to the patient's LEFT (affine x -1):
+    the same pixels then show the mirrored patient."""
+    ct, lab = organ_volumes({"liver": 1, "kidney": 4, "right kidney": 4, "bladder": 2})
+    affine = np.diag([-1.0 if flip_x else 1.0, 1.0, 2.0, 1.0])
+    nifti(root / "OrganSegmentations" / "volume-0.nii.gz", ct, affine=affine)
+    nifti(root / "OrganSegmentations" / "labels-0.nii.gz", lab, affine=affine)
     if with_mni:  # the real MNI152 T1 template as a head volume, its brain (template > 0) as label 6
         import nibabel as nib
         from nilearn.datasets import load_mni152_template

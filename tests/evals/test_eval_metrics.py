@@ -90,3 +90,54 @@ def test_bootstrap_is_fast_enough_for_1000_resamples():
     p = rng.dirichlet(np.ones(4), 600)
     out = M.evaluate("single-label", y, p, n_bootstrap=1000, seed=0)  # ~50 ms; sklearn loop: seconds
     assert set(out) == {f"{m}{s}" for m in M.METRICS_BY_KIND["single-label"] for s in ("", "_ci_low", "_ci_high")}
+
+
+@pytest.mark.parametrize("kind", ["binary", "single-label", "multi-label"])
+def test_cluster_bootstrap_of_identical_copies_equals_one_image_per_case(kind):
+    """Four identical copies of every case's image: resampling cases gives exactly the interval of one
+    image per case, while resampling images (the old protocol) gives a narrower, overconfident one."""
+    rng = np.random.default_rng(0)
+    m, k = 40, 4
+    if kind == "binary":
+        y, s = rng.integers(0, 2, m), rng.random(m)
+    elif kind == "single-label":
+        y, s = rng.integers(0, 3, m), rng.dirichlet(np.ones(3), m)
+    else:
+        y, s = rng.integers(0, 2, (m, 3)), rng.random((m, 3))
+    cases = np.array([f"case{i:03d}" for i in range(m)])
+    y_rep, s_rep, cases_rep = np.repeat(y, k, axis=0), np.repeat(s, k, axis=0), np.repeat(cases, k)
+    one = M.evaluate(kind, y, s, n_bootstrap=1000, seed=5, cases=cases)
+    copies = M.evaluate(kind, y_rep, s_rep, n_bootstrap=1000, seed=5, cases=cases_rep)
+    assert copies == pytest.approx(one, abs=1e-12)
+    images = M.evaluate(kind, y_rep, s_rep, n_bootstrap=1000, seed=5)  # every copy its own "case"
+    primary = M.METRICS_BY_KIND[kind][0]
+    width = lambda r: r[f"{primary}_ci_high"] - r[f"{primary}_ci_low"]  # noqa: E731
+    assert width(images) < 0.7 * width(copies)  # ~1/sqrt(4) of it
+
+
+def test_case_weights_move_whole_cases():
+    cases = np.array(["b", "a", "b", "c", "a", "b"])
+    W = M.resample_weights(6, 50, seed=1, cases=cases)
+    for same in ([1, 4], [0, 2, 5]):  # images of one case always carry the same multiplicity
+        assert (W[:, same] == W[:, same[:1]]).all()
+    # per resample, 3 cases are drawn: the multiplicities of the cases a, b, c sum to 3
+    assert (W[:, 1] + W[:, 0] + W[:, 3] == 3).all()
+    assert np.array_equal(M.resample_weights(6, 50, seed=1), M.resample_weights(6, 50, seed=1, cases=np.arange(6)))
+
+
+def test_chance_levels_and_normalisation():
+    y3 = np.array([0, 0, 1, 2])  # prevalences 1/2, 1/4, 1/4
+    chance = M.chance_levels("single-label", y3, 3)
+    assert chance["auc"] == 0.5 and chance["accuracy"] == chance["balanced_accuracy"] == pytest.approx(1 / 3)
+    f1 = lambda p: 2 * p / 3 / (p + 1 / 3)  # noqa: E731  precision p, recall 1/3
+    assert chance["macro_f1"] == pytest.approx((f1(0.5) + 2 * f1(0.25)) / 3)
+    # the F1 chance level is what uniform random guessing scores on average
+    rng = np.random.default_rng(0)
+    y_big = rng.choice(3, 20000, p=[0.5, 0.25, 0.25])
+    guessed = skm.f1_score(y_big, rng.integers(0, 3, 20000), average="macro")
+    assert guessed == pytest.approx(M.chance_levels("single-label", y_big, 3)["macro_f1"], abs=0.01)
+    Y = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 0]])  # label 1 never present: not averaged
+    assert M.chance_levels("multi-label", Y, 3)["map"] == pytest.approx((0.5 + 0.25) / 2)
+    assert M.chance_levels("binary", np.array([0, 1, 1]), 2)["accuracy"] == 0.5
+    assert M.chance_normalised(0.75, 0.5) == 0.5 and M.chance_normalised(0.25, 0.25) == 0.0
+    assert M.chance_normalised(1.0, 1 / 3) == pytest.approx(1.0) and M.chance_normalised(0.2, 0.5) < 0

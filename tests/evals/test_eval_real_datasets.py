@@ -117,27 +117,44 @@ def test_ct_lymph_nodes_derives_slices_near_and_far_from_nodes(tmp_path):
         load("ct_lymph_nodes", root, "ct_lymph_nodes")
 
 
-def test_lits_medimeta_style_csv(tmp_path):
+def test_lits_from_its_own_release_label_2_is_tumour(tmp_path):
+    """Slices come from LiTS's volumes and masks (label 2 = tumour), not a CSV the release does not have;
+    a liver label alone (what MedIMeta's LiTS sets carry) never makes a tumour slice."""
     ex = load("lits", rr.lits(tmp_path), "lits")
-    assert list(ex.y) == [1, 0, 0, 1, 0, 0]
-    (tmp_path / "other.csv").write_text("filepath,liver_tumor\n")
-    with pytest.raises(DatasetNotFoundError, match="one task CSV"):
+    by_id = dict(zip(ex.image_ids, ex.y))
+    assert {i for i, y in by_id.items() if y == 1} == {"volume-0/6", "volume-0/7", "volume-0/8"}
+    assert all(i.startswith(("volume-0/", "volume-28/")) for i in by_id)
+    assert sum(1 for i, y in by_id.items() if y == 0 and i.startswith("volume-28/")) == 4  # liver, no tumour
+    assert sorted(set(ex.cases)) == ["volume-0", "volume-28"]  # the volume is the case
+    assert set(load("lits", tmp_path, "lits", min_tumor_pixels=26).y) == {0}  # the 25-pixel tumour is too small
+    (tmp_path / "Training Batch 2" / "segmentation-28.nii").unlink()
+    with pytest.raises(DatasetNotFoundError, match="segmentation-28.nii next to"):
         load("lits", tmp_path, "lits")
-    assert len(load("lits", tmp_path, "lits", csv="liver_tumor.csv")) == 6
 
 
 def test_mrnet_planes_and_labels(tmp_path):
     root = rr.mrnet(tmp_path)
     acl = load("mrnet", root, "mrnet_acl")
     meniscus = load("mrnet", root, "mrnet_meniscus")
-    assert acl.pool is meniscus.pool and len(acl) == 9
+    assert acl.pool is meniscus.pool and len(acl) == 3 * 3 * 3  # 3 exams x 3 planes x 3 slices
     assert set(acl.metadata["view"]) == {"axial", "coronal", "sagittal"}
+    assert set(acl.cases) == {"1130", "1131", "1132"} and set(acl.units) == {"valid/1130", "valid/1131", "valid/1132"}
     assert {e for e, y in zip(acl.metadata["exam"], acl.y) if y} == {"1130"}
     assert {e for e, y in zip(meniscus.metadata["exam"], meniscus.y) if y} == {"1131"}
     volume = np.load(root / "valid" / "sagittal" / "1131.npy")
     k = acl.image_ids.index("valid/sagittal/1131/2")
     assert (decoded(acl, k) == volume[2]).all()
-    assert len(load("mrnet", root, "mrnet_acl", planes=["sagittal"])) == 3
+    assert len(load("mrnet", root, "mrnet_acl", planes=["sagittal"], slices_per_plane=1)) == 3
+
+
+def test_mrnet_is_scored_per_exam_as_the_mean_of_per_plane_probabilities(tmp_path):
+    acl = load("mrnet", rr.mrnet(tmp_path), "mrnet_acl")
+    scores = np.random.default_rng(0).random(len(acl))
+    ids, y, cases, exam_scores = acl.unit_scores(scores)
+    assert list(ids) == ["valid/1130", "valid/1131", "valid/1132"] and list(y) == [1, 0, 0]
+    for exam, score in zip(cases, exam_scores):
+        planes = [scores[(acl.cases == exam) & (acl.metadata["view"] == p)].mean() for p in ("axial", "coronal", "sagittal")]
+        assert score == pytest.approx(np.mean(planes))
 
 
 def test_labelled_csv_internal_sets_share_a_pool_and_skip_empty_cells(tmp_path):
@@ -202,7 +219,10 @@ def test_amos_labels_from_dataset_json_ct_cases_only(tmp_path):
     ex = load("amos", root, "amos")
     assert set(ex.metadata["case"]) == {"amos_0001", "amos_0005"}  # amos_0540 is MR
     assert regions_by_organ(ex) == {"liver": {"upper left"}, "spleen": {"upper right"}, "left kidney": {"lower right"}}
-    assert set(ex.metadata["view"]) == {"axial", "coronal", "sagittal"}
+    assert {i.split("/")[1] for i in ex.pool.image_ids} == {"axial", "coronal", "sagittal"}
+    # the organs span z 3-13 of 16 slices: in coronal and sagittal slices their centroid sits on the
+    # upper/lower dividing line, so those slices are not asked about (the margin rule)
+    assert set(ex.metadata["view"]) == {"axial"}
 
 
 def test_totalseg_views_organs_and_split(tmp_path):
@@ -222,11 +242,46 @@ def test_totalseg_views_organs_and_split(tmp_path):
 
 
 def test_ctorg_label_ids_with_the_real_mni_template(tmp_path):
+    """CT-ORG labels both kidneys as one structure (4) and the bladder (2) on the midline: localization
+    asks about each kidney by its side and never about the bladder or the brain (midline organs)."""
     ex = load("ctorg", rr.ctorg(tmp_path, with_mni=True), "ctorg")
-    assert set(ex.queries) == {"liver", "kidneys", "brain"}
-    assert regions_by_organ(ex)["liver"] == {"upper left"} and regions_by_organ(ex)["kidneys"] == {"lower right"}
-    brain = [i for i, (q, v) in enumerate(zip(ex.queries, ex.metadata["view"])) if q == "brain" and v == "sagittal"]
-    assert brain and decoded(ex, brain[0]).shape == (189, 233)  # MNI152: 233 (A-P) x 189 (S-I) at 1 mm
+    assert set(ex.queries) == {"liver", "left kidney", "right kidney"}
+    regions = regions_by_organ(ex)
+    assert regions["liver"] == {"upper left"}
+    assert regions["left kidney"] == {"lower right"} and regions["right kidney"] == {"lower left"}  # viewer's sides
+    sagittal_brain = [i for i, image_id in enumerate(ex.pool.image_ids) if image_id.startswith("volume-1/sagittal/")]
+    image = np.asarray(Image.open(io.BytesIO(ex.pool.images[sagittal_brain[0]])))
+    assert image.shape == (189, 233)  # MNI152: 233 (A-P) x 189 (S-I) at 1 mm
+
+
+def test_flipping_the_affine_mirrors_the_localization_labels(tmp_path):
+    """The same voxels with the affine's x axis reversed show the mirrored patient: every left organ
+    becomes the right one and every quadrant swaps left and right."""
+    mirror = lambda text: text.replace("left", "@").replace("right", "left").replace("@", "right")  # noqa: E731
+    plain = load("ctorg", rr.ctorg(tmp_path / "plain"), "ctorg")
+    flipped = load("ctorg", rr.ctorg(tmp_path / "flipped", flip_x=True), "ctorg")
+    labels = lambda ex: sorted((str(q), v, ex.classes[y]) for q, y, v in zip(ex.queries, ex.y, ex.metadata["view"]))  # noqa: E731
+    assert labels(flipped) == sorted((mirror(q), v, mirror(c)) for q, v, c in labels(plain))
+    assert {q for q, _, _ in labels(plain)} == {"liver", "left kidney", "right kidney"}
+
+
+def test_split_sides_uses_components_and_the_patient_midline():
+    from radisim.evals.datasets.common import split_sides
+
+    mask = np.zeros((20, 6, 6), bool)
+    mask[2:6, 1:4, 1:4] = True      # patient's left (low x)
+    mask[14:19, 1:4, 1:4] = True    # patient's right
+    left, right = split_sides(mask, midline=10.0)
+    assert np.array_equal(left, mask & (np.arange(20) < 10)[:, None, None])
+    assert np.array_equal(right, mask & (np.arange(20) >= 10)[:, None, None])
+    one = np.zeros_like(mask)
+    one[14:19, 1:4, 1:4] = True     # a single kidney keeps its side
+    assert np.array_equal(split_sides(one, midline=10.0)[1], one)
+    fused = np.zeros_like(mask)
+    fused[4:17, 1:4, 1:4] = True    # one structure across the midline: cut at it
+    left, right = split_sides(fused, midline=10.0)
+    assert np.array_equal(left | right, fused) and not (left & right).any()
+    assert np.nonzero(left)[0].max() == 10 and np.nonzero(right)[0].min() == 11
 
 
 # ------------------------------------------------------------------------------------------ missing roots
@@ -240,7 +295,7 @@ def test_ctorg_label_ids_with_the_real_mni_template(tmp_path):
     ("covid_ct", "covid_ct", "Images-processed/CT_NonCOVID/"),
     ("ct_ich", "ct_ich", r"hemorrhage_diagnosis_raw_ct\.csv"),
     ("ct_lymph_nodes", "ct_lymph_nodes", "MED_ABD_LYMPH_ANNOTATIONS"),
-    ("lits", "lits", r"images/\*\.png"),
+    ("lits", "lits", r"volume-N\.nii with segmentation-N\.nii"),
     ("mrnet", "mrnet_acl", r"valid-acl\.csv"),
     ("chaos_ct", "chaos_ct", "Train_Sets/CT/<case>/"),
     ("chaos_mr", "chaos_mr_organs", "Train_Sets/MR/<case>/"),
@@ -252,3 +307,34 @@ def test_ctorg_label_ids_with_the_real_mni_template(tmp_path):
 def test_missing_dataset_says_what_was_expected_where(tmp_path, dataset, subtask_id, expected):
     with pytest.raises(DatasetNotFoundError, match=f"dataset '{dataset}': expected .*{expected}.* under .*"):
         load(dataset, tmp_path / "empty", subtask_id)
+
+
+def test_internal_adenocarcinoma_uses_the_lung_window_the_lesion_slice_and_salted_ids(tmp_path):
+    """A ground-glass nodule (-600 HU) in slice 2 of an 8-slice CT: the lung window shows it, the
+    soft-tissue window (W400/L40) clips it to black; the lesion slice comes from `lesion_slice` or the
+    `mask`; file names and patient numbers leave the adapter only as salted keys."""
+    from radisim.evals.datasets.common import image_file_bytes
+
+    volume = np.full((24, 24, 8), 40.0, np.float32)    # chest wall (soft tissue)
+    volume[0:2] = 700.0                                # a rib (bone): the volume reads as CT
+    volume[3:21, 3:21, :] = -850.0                     # aerated lung
+    volume[8:14, 8:14, 2] = -600.0                     # ground-glass opacity, slice 2 only
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[8:14, 8:14, 2] = 1
+    rr.nifti(tmp_path / "scans" / "MRN1234_ct.nii.gz", volume)
+    rr.nifti(tmp_path / "scans" / "MRN1234_mask.nii.gz", mask)
+    rows = ["path,patient_id,subtype,lesion_slice,mask",
+            "scans/MRN1234_ct.nii.gz,MRN1234,adenocarcinoma in situ,2,",
+            "scans/MRN1234_ct.nii.gz,MRN1234,invasive adenocarcinoma,,scans/MRN1234_mask.nii.gz"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    ex = load("internal_lung_adeno", tmp_path, "internal_lung_adeno_subtype")
+    scan = tmp_path / "scans" / "MRN1234_ct.nii.gz"
+    for k in range(2):
+        assert ex.pool.images[k] == image_file_bytes(scan, window="lung", slice_index=2)
+        nodule = decoded(ex, k)[10:16, 10:16]  # displayed: rows = flipped y, cols = flipped x (24 - 1 - 13 .. 24 - 1 - 8)
+        assert nodule.min() > 40  # visible in the lung window
+    soft = np.asarray(Image.open(io.BytesIO(image_file_bytes(scan, slice_index=2))))
+    assert soft[10:16, 10:16].max() == 0  # the soft-tissue window hides it in the black of the lung
+    assert image_file_bytes(scan, window="lung") != ex.pool.images[0]  # the central slice (4) misses it
+    assert len(set(ex.cases)) == 1 and all(str(c).startswith("case-") for c in ex.cases)
+    assert not any("MRN1234" in s for s in [*ex.pool.image_ids, *map(str, ex.cases)])

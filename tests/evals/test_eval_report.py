@@ -35,3 +35,14 @@ def test_stage_table_has_a_row_per_model_and_a_column_per_stage(suite_runs):
     assert lines[2].split()[:4] == ["phase", "1", "0.500", "-"]
     assert f"{m['stage3/score']:.3f}" in lines[3]
     print("\n" + text)
+
+
+def test_report_states_cases_and_images_per_subtask(suite_runs, tmp_path):
+    result = suite_runs["cold"]
+    files = report.write_report([result], tmp_path / "r")
+    counts = next(p for p in files["table"] if p.name == "subtasks.txt").read_text().splitlines()
+    assert len(counts) == 1 + len(result.subtasks) and counts[0].split()[-3:] == ["cases", "images", "scored"]
+    row = next(line for line in counts if line.startswith("br35h "))
+    m = result.metrics
+    assert row.split()[-3:] == [str(int(m["stage4/br35h/n_cases"])), str(int(m["stage4/br35h/n_images"])),
+                                str(int(m["stage4/br35h/n_scored"]))]

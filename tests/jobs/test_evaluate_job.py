@@ -46,6 +46,13 @@ def test_real_source_without_roots_exits_2(tmp_path):
     assert proc.returncode == 2 and "--root br35h=" in proc.stderr and "no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
+def test_unknown_reference_exits_2(tmp_path):
+    proc = evaluate("--model", "radisim-tiny", "--reference", "nobody", "--smoke", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and "--reference 'nobody': not one of the models" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("evaluate-smoke")
@@ -90,6 +97,9 @@ def test_smoke_logs_every_subtask_metric_with_cis_and_stage_scores(smoke_runs):
     assert "roc_stage4_br35h.png" in files and "confusion_stage5_kaggle_brain_tumor_subtype.png" in files
     stdout = runs[0][0]
     assert "mlflow ui --backend-store-uri" in stdout and uri in stdout
+    predictions = {a.path for a in client.list_artifacts(run.info.run_id, "predictions")}
+    assert predictions == {f"predictions/{t.id}.parquet" for t in subtasks()}
+    assert "br35h " in stdout and "5/5" in stdout  # per-subtask counts and the stage coverage are printed
 
 
 @pytest.mark.slow
