@@ -59,10 +59,21 @@ def _tokenizer(model_name: str):
     return open_clip.get_tokenizer(model_name)
 
 
+def is_dicom(data: bytes) -> bool:
+    """DICOM Part 10 bytes: a 128-byte preamble, then "DICM"."""
+    return data[128:132] == b"DICM"
+
+
 def decode_gray(data: bytes, size: int) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 [size, size] grayscale."""
+    """PNG/JPEG bytes -> uint8 [size, size] grayscale. DICOM bytes (a manifest that stores the files
+    themselves) go through `imaging.read_dicom` (CT rescaled to HU and windowed, MR/DR percentile
+    scaled, the middle frame of a multi-frame file), then the same resize."""
     from PIL import Image
 
+    if is_dicom(data):
+        from radisim.platform.data.imaging import read_dicom, resize_gray
+
+        return resize_gray(read_dicom(data)[0], size)
     with Image.open(io.BytesIO(data)) as img:
         img = img.convert("L")
         if img.size != (size, size):
