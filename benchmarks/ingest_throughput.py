@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import IterableDataset
 
 
 FORMATS = ("jpeg", "png", "dicom")
@@ -186,15 +187,38 @@ def _steady(warm: dict, measured: dict, startup_s: float) -> dict:
             "warmup": {k: warm[k] for k in ("rows", "first_batch_s", "wall_s", "cpu_s")}}
 
 
+class ParquetRows(IterableDataset):
+    """A torch IterableDataset over a Parquet manifest: each DataLoader worker reads its own share of
+    the files (`pyarrow.parquet.ParquetFile.iter_batches`) and decodes row by row, so reading, like
+    decoding, happens in the workers (as in Ray Data's read tasks), not up front in the main process."""
+
+    def __init__(self, path: Path, image_size: int):
+        self.files = sorted(str(f) for f in Path(path).glob("*.parquet"))
+        self.size = image_size
+
+    def __iter__(self):
+        import pyarrow.parquet as pq
+        from torch.utils.data import get_worker_info
+
+        from radisim.platform.data.pipeline import decode_gray
+
+        info = get_worker_info()
+        k, n = (info.id, info.num_workers) if info else (0, 1)
+        for f in self.files[k::n]:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=64, columns=["image", "caption"]):
+                for data, caption in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist()):
+                    yield decode_gray(data, self.size), caption
+
+
 def steady_torch(path: Path, workers: int, image_size: int, model: str, batch: int, warmup_batches: int) -> dict:
-    """A torch DataLoader with `workers` persistent worker processes: `warmup_batches` batches of a
-    first epoch start the workers, then one whole epoch is measured."""
+    """A torch DataLoader with `workers` persistent worker processes over `ParquetRows`:
+    `warmup_batches` batches of a first epoch start the workers, then one whole epoch is measured."""
     import torch
     from torch.utils.data import DataLoader
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    loader = DataLoader(_Rows(path, image_size), batch_size=batch, num_workers=workers, collate_fn=_collate(model),
+    loader = DataLoader(ParquetRows(path, image_size), batch_size=batch, num_workers=workers, collate_fn=_collate(model),
                         persistent_workers=True, prefetch_factor=2)
     it = iter(loader)
     warm = _timed_pass(images for _, (images, _) in zip(range(warmup_batches), it))
@@ -250,13 +274,14 @@ def _warm_task_workers(n: int, model: str) -> None:
 
 
 def pipeline_stream(path: Path, image_size: int, model: str, batch: int):
-    """The training pipeline's shape: read_parquet -> map_batches(preprocess) tasks of 1 CPU."""
+    """The training pipeline's shape: read_parquet -> map_batches(preprocess) tasks of 1 CPU, 256 rows
+    a call (as `pipeline.phase_dataset`); the consumer re-batches to `batch`."""
     import ray
 
     from radisim.platform.data.pipeline import preprocess
 
-    return ray.data.read_parquet(str(path), columns=["image_id", "image", "caption"]).map_batches(
-        preprocess, fn_kwargs={"image_size": image_size, "model_name": model}, batch_size=batch, num_cpus=1,
+    return ray.data.read_parquet(str(path)).select_columns(["image_id", "image", "caption"]).map_batches(
+        preprocess, fn_kwargs={"image_size": image_size, "model_name": model}, batch_size=256, num_cpus=1,
         batch_format="numpy")
 
 
