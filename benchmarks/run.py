@@ -1,12 +1,17 @@
-"""All CPU benchmarks in one run: Ray Train overhead, data wait, Ray Data vs DataLoader, FLOP
-utilisation, eval cache. Ratios are measured side by side in the same run (the machine is shared).
+"""All CPU benchmarks in one run: Ray Train overhead (like-for-like, with open_clip_train's loop as the
+anchor), data wait, Ray Data vs DataLoader (cold pass and steady state), FLOP utilisation, eval cache.
+Ratios are measured side by side in the same run; on a shared machine the training comparison is
+checked on CPU seconds per step first (benchmarks/cpu_clock.py).
 
-    python -m benchmarks.run --quick --out bench.json     # < 10 min on 2 CPUs
+    python -m benchmarks.run --quick --out bench.json     # ~10 min on 2 idle CPUs
     python -m benchmarks.run --out bench.json             # longer windows, 2 phase fits
 
-Writes FILE (JSON: train_overhead_ratio, data_wait_frac, raydata_vs_dataloader_ratio, cpu_flop_util,
-eval_cache_speedup, details under train/data/flops/eval/ingest/environment) and the Markdown report
-`<model>_<hardware>_<date>.md` next to it (or in --report-dir). GPU figures: benchmarks/gpu_check.py.
+Writes FILE (JSON: train_overhead_ratio (null unless like_for_like), like_for_like,
+openclip_train_samples_per_s, data_wait_frac, raydata_vs_dataloader_ratio (cold pass),
+raydata_vs_dataloader_steady_ratio (512 px JPEG -> 224, per worker CPU-second), cpu_flop_util,
+eval_cache_speedup, cpu_model; details under train/data/flops/eval/ingest/ingest_steady/environment)
+and the Markdown report `<model>_<hardware>_<date>.md` next to it (or in --report-dir). GPU figures:
+benchmarks/gpu_check.py and benchmarks/device_decode.py.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ class Sizes:
 
 
 QUICK = Sizes(steps=30, log_every=5, fits=1, plain_steps=15, train_images=500, eval_images=240, n_bootstrap=100,
-              ingest_rows=3000, steady_rows=1536)
+              ingest_rows=3000, steady_rows=768)
 FULL = Sizes(steps=80, log_every=10, fits=2, plain_steps=40, train_images=1200, eval_images=700, n_bootstrap=1000,
              ingest_rows=6000, steady_rows=4096)
 
