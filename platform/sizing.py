@@ -68,6 +68,7 @@ class SizingPlan:
     cores_per_gpu_needed: float    # decode cores per GPU, with headroom
     cores_needed_total: float      # decode + training workers + fixed, all nodes
     nodes: int
+    gpus_on_node: int              # GPUs used per node (fewer than gpus_per_node for a small job)
     cores_per_gpu_available: float # decode cores per GPU left on a node
     images_per_s_achieved: float   # min(GPUs' rate, what the available cores decode)
     bottleneck: str                # "GPU step" or "CPU data stream"
@@ -85,7 +86,7 @@ class SizingPlan:
             f"  images/s needed: {i.gpus} x {self.gpu_images_per_s:,.0f} = {self.images_per_s_needed:,.0f}",
             f"  decode cores per GPU: {self.gpu_images_per_s:,.0f} / {i.decode_images_per_core_s:,.0f} x {i.headroom:g} headroom"
             f" = {self.cores_per_gpu_needed:.1f} (available per GPU: ({i.cores_per_node} - {i.fixed_cores_per_node:g} fixed"
-            f" - {i.gpus_per_node} x {i.train_cores_per_gpu:g} train) / {i.gpus_per_node} = {self.cores_per_gpu_available:.1f})",
+            f" - {self.gpus_on_node} x {i.train_cores_per_gpu:g} train) / {self.gpus_on_node} = {self.cores_per_gpu_available:.1f})",
             f"  CPU cores needed, all nodes: {self.cores_needed_total:.0f} (decode + train workers + fixed)",
             f"  bottleneck: {self.bottleneck}; achieved {self.images_per_s_achieved:,.0f} images/s",
             f"  time per epoch: {i.pairs_per_epoch:,} / {self.images_per_s_achieved:,.0f} = {_hms(self.epoch_s)};"
@@ -115,7 +116,7 @@ def plan_data_stream(inputs: SizingInputs) -> SizingPlan:
     return SizingPlan(
         inputs=inputs, gpu_images_per_s=per_gpu, images_per_s_needed=needed, cores_per_gpu_needed=need_per_gpu,
         cores_needed_total=inputs.gpus * (need_per_gpu + inputs.train_cores_per_gpu) + nodes * inputs.fixed_cores_per_node,
-        nodes=nodes, cores_per_gpu_available=avail_per_gpu, images_per_s_achieved=achieved,
+        nodes=nodes, gpus_on_node=gpus_on_node, cores_per_gpu_available=avail_per_gpu, images_per_s_achieved=achieved,
         bottleneck="GPU step" if decodable >= needed else "CPU data stream",
         epoch_s=epoch_s, total_s=epoch_s * inputs.epochs)
 
@@ -125,3 +126,59 @@ def _hms(seconds: float) -> str:
         return "never (no decode cores left)"
     h, rem = divmod(int(round(seconds)), 3600)
     return f"{h}h{rem // 60:02d}m{rem % 60:02d}s"
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The rates and node shape a train plan's sizing section uses. Defaults: the per-core decode rate
+    and fixed cores measured on the development machine (docs/performance.md; replace them with
+    `benchmarks.ingest_throughput --steady` on your nodes), a typical 8-GPU, 112-core node, and no GPU
+    rate (measure it with benchmarks/gpu_check.sh; or give FLOPs per sample, a peak and an MFU)."""
+
+    decode_images_per_core_s: float = 502.0
+    fixed_cores_per_node: float = 0.09
+    gpus_per_node: int = 8
+    cores_per_node: int = 112
+    gpu_images_per_s: float | None = None
+    model_flops_per_sample: float | None = None
+    gpu_peak_flops: float | None = None
+    mfu: float | None = None
+    decode_source: str = "measured: Ray Data worker, 512 px JPEG -> 224, AMD EPYC 2 vCPU shared, 2026-12-04"
+    gpu_source: str = "given"
+
+    @classmethod
+    def from_json(cls, path: str) -> "Rates":
+        """Rates from a JSON object with these field names (unknown names are refused, by name)."""
+        import json
+        from dataclasses import fields
+
+        data = json.loads(open(path).read())
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"sizing rates {path}: unknown field(s) {sorted(unknown)}")
+        return cls(**data)
+
+
+def section_for_plan(plan, rates: Rates = Rates()) -> list[str]:
+    """Sizing lines for a train plan (`platform.train.plan.TrainPlan`: `gpus`, `total_samples`, read
+    by attribute) under `rates`: the whole plan when the GPU rate is known, else the decode cores
+    per 1,000 images/s per GPU and how to get the rate."""
+    gpus = int(getattr(plan, "gpus", 0) or 0)
+    per_1000 = 1000.0 / rates.decode_images_per_core_s * 1.25
+    if gpus < 1:
+        return [f"no GPUs in this plan; on GPUs each 1,000 images/s per GPU needs {per_1000:.1f} decode cores "
+                f"({rates.decode_images_per_core_s:,.0f} images/s per core, {rates.decode_source}; 25% headroom)"]
+    has_rate = rates.gpu_images_per_s is not None or None not in (rates.model_flops_per_sample, rates.gpu_peak_flops, rates.mfu)
+    if not has_rate:
+        return [f"GPU step rate not given: each 1,000 images/s per GPU needs {per_1000:.1f} decode cores "
+                f"({rates.decode_images_per_core_s:,.0f} images/s per core, {rates.decode_source}; 25% headroom); "
+                "measure the step rate with benchmarks/gpu_check.sh and pass it as sizing.Rates(gpu_images_per_s=...)"]
+    inputs = SizingInputs(
+        gpus=gpus, gpus_per_node=rates.gpus_per_node, cores_per_node=rates.cores_per_node,
+        decode_images_per_core_s=rates.decode_images_per_core_s, pairs_per_epoch=max(1, int(plan.total_samples)),
+        epochs=1, gpu_images_per_s=rates.gpu_images_per_s, model_flops_per_sample=rates.model_flops_per_sample,
+        gpu_peak_flops=rates.gpu_peak_flops, mfu=rates.mfu, fixed_cores_per_node=rates.fixed_cores_per_node,
+        decode_source=rates.decode_source, gpu_source=rates.gpu_source)
+    lines = plan_data_stream(inputs).lines()
+    # the plan's samples are all its steps: "one epoch" of the sizing is the whole curriculum
+    return lines[:-1] + [lines[-1].replace("time per epoch", "time for the plan's samples").split(";")[0]]

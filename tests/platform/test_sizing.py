@@ -21,7 +21,8 @@ def test_four_gpus_are_gpu_bound_with_the_cores_and_epoch_time_worked_by_hand():
     assert plan.bottleneck == "GPU step" and plan.images_per_s_achieved == 5600.0
     assert plan.epoch_s == pytest.approx(12e6 / 5600) and plan.total_s == pytest.approx(10 * 12e6 / 5600)
     text = "\n".join(plan.lines())
-    assert "4 x 1,400 = 5,600" in text and "3.5" in text and "0h35m43s" in text  # 2142.9 s per epoch
+    assert "4 x 1,400 = 5,600" in text and "(112 - 0.1 fixed - 4 x 1 train) / 4 = 27.0" in text
+    assert "0h35m43s" in text  # 2142.9 s per epoch
 
 
 def test_a_node_short_of_cores_makes_the_data_stream_the_bottleneck():
@@ -50,3 +51,21 @@ def test_no_cores_left_is_never_not_a_division_by_zero():
 def test_bad_inputs_name_the_field(bad, field):
     with pytest.raises(ValueError, match=field):
         SizingInputs(**{**FOUR, **bad})
+
+
+def test_section_for_a_train_plan_with_and_without_a_gpu_rate(tmp_path):
+    from types import SimpleNamespace
+
+    from radisim.platform.sizing import Rates, section_for_plan
+
+    plan = SimpleNamespace(gpus=4, total_samples=1_000_000)
+    unknown = section_for_plan(plan)
+    assert len(unknown) == 1 and "2.5 decode cores" in unknown[0] and "gpu_check.sh" in unknown[0]  # 1000/502*1.25
+    rates_file = tmp_path / "rates.json"
+    rates_file.write_text('{"gpu_images_per_s": 1000.0, "decode_images_per_core_s": 500.0, "gpu_source": "measured"}')
+    lines = section_for_plan(plan, Rates.from_json(str(rates_file)))
+    assert "4 x 1,000 = 4,000" in "\n".join(lines) and lines[-1].endswith("1,000,000 / 4,000 = 0h04m10s")
+    assert "no GPUs" in section_for_plan(SimpleNamespace(gpus=0, total_samples=10))[0]
+    rates_file.write_text('{"gpu_rate": 1}')
+    with pytest.raises(ValueError, match="gpu_rate"):
+        Rates.from_json(str(rates_file))
