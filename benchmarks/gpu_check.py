@@ -33,8 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     p.add_argument("--steps", type=int, default=300, help="timed optimizer steps")
     p.add_argument("--warmup-steps", type=int, default=20, help="untimed steps first (CUDA init, autotune, compile)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--precision", choices=["bf16", "fp32"], default=None, help="default: bf16 on cuda, fp32 on cpu")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per optimizer step")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (open_clip accumulation)")
+    p.add_argument("--loss", choices=["clip", "siglip"], default="clip")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default=None, help="default: bf16 on cuda, fp32 on cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (as train.compile)")
     p.add_argument("--data", choices=["ray", "synthetic"], default="ray",
                    help="ray: the platform's Ray Data phase stream; synthetic: random tensors (no input pipeline)")
@@ -47,63 +49,85 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.precision is None:
         args.precision = "bf16" if args.device == "cuda" else "fp32"
-    if args.precision == "bf16" and args.device != "cuda":
-        p.error("--precision bf16 is for --device cuda (the platform uses bf16 autocast on GPUs only)")
+    if args.precision in ("bf16", "fp16") and args.device != "cuda":
+        p.error(f"--precision {args.precision} is for --device cuda (the platform uses bf16 autocast on GPUs only)")
     if args.peak_tflops is None:
         args.peak_tflops = PEAK_TFLOPS[args.device]
     if args.steps < 1 or args.batch_size < 2:
         p.error("--steps >= 1 and --batch-size >= 2")
+    if args.grad_accum < 1 or args.batch_size % args.grad_accum or args.batch_size // args.grad_accum < 2:
+        p.error("--batch-size must split into --grad-accum micro-batches of >= 2")
     return args
 
 
 class Step:
-    """One optimizer step exactly as platform/train/loop.py takes it (single worker, no accumulation)."""
+    """One optimizer step exactly as platform/train/loop.py takes it on one worker: `grad_accum`
+    micro-batches through the platform's open_clip accumulation (`accumulate.contrastive_step`), its
+    loss (CLIP or SigLIP), fused AdamW (`build_optimizer`), precision (`resolve_precision`, GradScaler
+    for fp16), channels-last image tower, grad clip 1.0 and the temperature clamp."""
 
-    def __init__(self, model_name: str, device, precision: str, compile_model: bool):
+    def __init__(self, model_name: str, device, precision: str, compile_model: bool, grad_accum: int = 1,
+                 loss: str = "clip"):
         import torch
 
         from radisim.platform.models import load_clip
-        from radisim.platform.train.loop import CLIP_MEAN, CLIP_STD, build_loss, param_groups, use_channels_last
+        from radisim.platform.train.collectives import Collectives
+        from radisim.platform.train.loop import CLIP_MEAN, CLIP_STD, build_loss, build_optimizer, use_channels_last
+        from radisim.platform.train.precision import resolve_precision
 
         torch.manual_seed(0)
-        bundle = load_clip(model_name)
+        bundle = load_clip(model_name, siglip=loss == "siglip")
         self.image_size, self.context_length = bundle.image_size, bundle.context_length
         self.model = bundle.model.to(device)
         self.model.output_dict = True
         self.model.train()
         self.layout = use_channels_last(self.model)  # train.channels_last's default
         self.forward = torch.compile(self.model) if compile_model else self.model
-        self.loss_fn = build_loss("clip", 0, 1, True, True)
-        self.opt = torch.optim.AdamW(param_groups(self.model, 0.2), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+        self.kind, self.grad_accum = loss, grad_accum
+        self.loss_fn = build_loss(loss, 0, 1, True, True)
+        tcfg = {"weight_decay": 0.2, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6}
+        self.opt = build_optimizer(self.model, 1e-4, tcfg, device)
         self.device = device
-        self.bf16 = precision == "bf16"
+        self.precision = resolve_precision("fp32" if precision == "fp32" else precision, device)
+        self.scaler = self.precision.grad_scaler()
+        self.comms = Collectives(device, 1)
         self.mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
 
-    def __call__(self, images, text) -> float:
+    def __call__(self, images, text, micro_batches: int | None = None):
+        """One optimizer step over `images`/`text` split into `micro_batches` (default grad_accum)."""
+        import math
+
         import torch
 
+        from radisim.platform.train.accumulate import MicroBatch, contrastive_step
         from radisim.platform.train.loop import normalise
 
+        k = micro_batches or self.grad_accum
         x = normalise(images, self.mean, self.std, self.layout)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.forward(x, text)
-            loss = self.loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
-        loss.backward()
+        micro = [MicroBatch(xi, ti) for xi, ti in zip(x.chunk(k), text.chunk(k))]
+        out = contrastive_step(self.forward, micro, self.loss_fn, self.kind, self.comms,
+                               autocast=self.precision.autocast(), backward=lambda l: self.scaler.scale(l).backward())
+        self.scaler.unscale_(self.opt)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
-        return loss
+        with torch.no_grad():
+            self.model.logit_scale.clamp_(0, math.log(100))
+        return out.loss
 
 
 def count_step_flops(step: Step, images, text) -> int:
-    """FLOPs of one training step (forward + backward; the optimizer's elementwise work is not counted,
-    as in the usual MFU definition), by torch.utils.flop_counter on the real step."""
+    """Model FLOPs of one training step (forward + backward of every sample once; the optimizer's
+    elementwise work is not counted, as in the usual MFU definition), by torch.utils.flop_counter on
+    a real step of the same samples without accumulation. The accumulation's extra no-grad forward
+    (open_clip's pass 1) is overhead, not model FLOPs: it shows as a lower MFU."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        step(images, text)
+        step(images, text, micro_batches=1)
     return int(counter.get_total_flops())
 
 
@@ -155,7 +179,7 @@ def run(args) -> dict:
         raise SystemExit("error: --device cuda but torch sees no GPU (use --device cpu for a plumbing check)")
     register_configs()
     device = torch.device(args.device)
-    step = Step(args.model, device, args.precision, args.compile)
+    step = Step(args.model, device, args.precision, args.compile, args.grad_accum, args.loss)
     batches = ray_batches(args, step) if args.data == "ray" else synthetic_batches(step, args.batch_size)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -182,7 +206,8 @@ def run(args) -> dict:
     steps_per_s = args.steps / elapsed
     result = {
         "model": args.model, "device": _device_name(device), "precision": args.precision, "data": args.data,
-        "compile": args.compile, "batch_size": args.batch_size, "steps": args.steps,
+        "compile": args.compile, "batch_size": args.batch_size, "grad_accum": args.grad_accum, "loss": args.loss,
+        "steps": args.steps,
         "samples_per_s": steps_per_s * args.batch_size,
         "step_ms": 1000 / steps_per_s,
         "flops_per_step": flops,
@@ -221,7 +246,9 @@ def _versions(*modules: str) -> dict[str, str]:
 
 def report(r: dict) -> str:
     mem = f"{r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] is not None else "n/a (cpu)"
-    return (f"{r['model']} on {r['device']} ({r['precision']}, batch {r['batch_size']}, {r['steps']} steps, data={r['data']}):\n"
+    return (f"{r['model']} on {r['device']} ({r['precision']}, {r['loss']}, batch {r['batch_size']} = "
+            f"{r['grad_accum']} x {r['batch_size'] // r['grad_accum']}, {r['steps']} steps, data={r['data']}, "
+            f"compile={r['compile']}):\n"
             f"  samples/s        {r['samples_per_s']:.1f}\n"
             f"  step             {r['step_ms']:.1f} ms\n"
             f"  FLOPs/step       {r['flops_per_step'] / 1e12:.3f} TFLOP (flop_counter, fwd+bwd)\n"

@@ -27,7 +27,11 @@ class PhaseSpec(BaseModel):
     name: str
     #: Which phase tags of the data this phase trains on. Default: [name].
     data: list[str] = Field(default_factory=list)
-    steps: int = Field(..., ge=1, description="optimizer steps in this phase")
+    #: The phase's budget: optimizer `steps`, or `epochs` over its own rows (its data tags' rows as
+    #: pacing and replay mix them), turned into steps from the manifest's row counts before any fit
+    #: (radisim.platform.train.budget.resolve_epochs). Exactly one of the two.
+    steps: Optional[int] = Field(None, ge=1, description="optimizer steps in this phase")
+    epochs: Optional[float] = Field(None, gt=0, description="passes over this phase's rows (instead of steps)")
     lr: float = Field(1e-4, gt=0, lt=1)
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["cosine", "constant", "linear"] = "cosine"
@@ -56,7 +60,9 @@ class PhaseSpec(BaseModel):
         unknown = [d for d in self.data if d not in PHASES]
         if unknown:
             raise ValueError(f"data: unknown phase(s) {unknown}; expected some of {list(PHASES)}")
-        if self.warmup_steps > self.steps:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give a phase either `steps` or `epochs` (passes over its own rows), not both or neither")
+        if self.steps is not None and self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
         if self.replay_last and not self.replay:
             raise ValueError("replay_last: set `replay` too; without a replay share there is nothing to restrict")
@@ -121,6 +127,10 @@ class CurriculumSpec(BaseModel):
 
     @property
     def total_steps(self) -> int:
+        unresolved = [p.name for p in self.phases if p.steps is None]
+        if unresolved:
+            raise ValueError(f"phases {unresolved} give epochs: resolve them into steps from the data first "
+                             "(radisim.platform.train.budget.resolve_epochs)")
         return sum(p.steps for p in self.phases)
 
     @property

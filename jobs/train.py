@@ -5,7 +5,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from radisim.evals.suite import evaluator
 from radisim.jobs.common import job_parser, load_config, preflight, quiet_logs
@@ -13,6 +13,9 @@ from radisim.platform.config import JobConfig, resolve_path
 from radisim.platform.raysession import ray_session
 from radisim.platform.tracking import Tracker, ui_command
 from radisim.platform.train.runner import CurriculumResult, NonFiniteLossError, run_curriculum
+
+if TYPE_CHECKING:
+    from radisim.platform.train.plan import TrainPlan
 
 DEFAULT_PHANTOM_ROOTS = ("radisim_work/data/phantom", "radisim_work/data/phantom-smoke")
 
@@ -68,7 +71,8 @@ def run(cfg: JobConfig, phantom: bool = False) -> CurriculumResult:
     preflight(cfg)
     write = data_writer(cfg, phantom)
     spec = cfg.curriculum
-    print(f"curriculum {spec.name!r} ({spec.ordering}): " + " -> ".join(f"{p.name}[{p.steps}]" for p in spec.phases))
+    print(f"curriculum {spec.name!r} ({spec.ordering}): "
+          + " -> ".join(f"{p.name}[{p.steps if p.steps else f'{p.epochs:g} epochs'}]" for p in spec.phases))
     # The phantom data (~8 s on one core) is written while Ray starts its processes.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="radisim-data") as pool:
         written = pool.submit(write) if write else None
@@ -84,10 +88,34 @@ def run(cfg: JobConfig, phantom: bool = False) -> CurriculumResult:
     return result
 
 
+def dry_run(cfg: JobConfig) -> "TrainPlan":
+    """Resolve and print the plan (phases with rows, steps, epochs, LR schedule, contrastive batch,
+    workers, GPUs) from the manifest's row counts; starts no Ray, no fit, no MLflow run. Returns it."""
+    from radisim.platform.data.pipeline import phase_counts, train_dir
+    from radisim.platform.train.plan import build_plan, format_plan
+
+    root = Path(resolve_path(cfg.data.root))
+    if "://" not in cfg.data.root and not (root / "train").is_dir():
+        raise SystemExit(f"error: data.root {root} has no train/ manifests; the plan's rows and epochs come from "
+                         f"them (run `radisim prepare-data` first)")
+    try:
+        plan = build_plan(cfg, phase_counts(train_dir(resolve_path(cfg.data.root))))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(format_plan(plan), flush=True)
+    return plan
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = job_parser("train", __doc__).parse_args(argv)
+    parser = job_parser("train", __doc__)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved plan (phases, rows, steps, epochs, LR, batch, workers) and exit")
+    args = parser.parse_args(argv)
     cfg = load_config(args)
     quiet_logs()
+    if args.dry_run:
+        dry_run(cfg)
+        return 0
     try:
         run(cfg)
     except NonFiniteLossError as err:

@@ -107,8 +107,13 @@ class TrainConfig(Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     #: Per-worker micro-batch; the optimizer step sees batch_size * grad_accum * num_workers samples.
     batch_size: int = Field(64, ge=2)
+    #: Micro-batches per optimizer step, accumulated as open_clip's `accum_freq` does (train/accumulate.py):
+    #: the contrastive problem spans batch_size * grad_accum * num_workers samples.
     grad_accum: int = Field(1, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    #: auto: bf16 on GPUs that have it, else fp16 + GradScaler; fp32 on CPU (train/precision.py).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    #: Batches each worker's stream prepares ahead, already on the device (Ray Data iter_torch_batches).
+    prefetch_batches: int = Field(2, ge=0)
     beta1: float = Field(0.9, gt=0, lt=1)
     beta2: float = Field(0.98, gt=0, lt=1)
     eps: float = Field(1e-6, gt=0)
@@ -167,6 +172,10 @@ class EvalConfig(Strict):
 
 class TrackingConfig(Strict):
     experiment: str = "radisim-cl"
+    #: Register the final checkpoint of a finished curriculum run in the MLflow model registry, its
+    #: stage scores as version tags; `registered_model` None = "radisim-<curriculum name>".
+    register_model: bool = True
+    registered_model: Optional[str] = None
     #: None: $MLFLOW_TRACKING_URI if set, else sqlite:///<cwd>/mlflow.db (the embedded default).
     tracking_uri: Optional[str] = None
     run_name: Optional[str] = None
@@ -243,8 +252,8 @@ class JobConfig(Strict):
 
     @model_validator(mode="after")
     def _gpu_needs_workers(self) -> "JobConfig":
-        if self.train.precision == "bf16" and not self.train.use_gpu:
-            raise ValueError("train.precision: bf16 autocast is for GPUs; use 'auto' or 'fp32' with use_gpu false")
+        if self.train.precision in ("bf16", "fp16") and not self.train.use_gpu:
+            raise ValueError(f"train.precision: {self.train.precision} autocast is for GPUs; use 'auto' or 'fp32' with use_gpu false")
         return self
 
 

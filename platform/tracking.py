@@ -114,6 +114,23 @@ class Tracker:
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
+    def register_model(self, name: str, source: str, run_id: str, scores: Mapping[str, Any],
+                       tags: Mapping[str, str] | None = None, description: str = "") -> str:
+        """A new version of registered model `name` (created on first use) whose files are `source` (a
+        checkpoint folder in open_clip's local-dir layout: local path or storage URI), linked to `run_id`,
+        with `scores` (e.g. stage scores) as version tags. Returns the version number."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name, description=description or None)
+        except MlflowException as err:
+            if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
+                raise
+        version_tags = {**{k: f"{v:.6g}" for k, v in finite_metrics(scores).items()}, **(tags or {})}
+        version = self.client.create_model_version(name, source=source, run_id=run_id, tags=version_tags,
+                                                   description=description or None)
+        return str(version.version)
+
 
 class TrackerUnavailable(RuntimeError):
     pass

@@ -4,16 +4,21 @@ Contract: `load_clip(name, pretrained=..., checkpoint=...)` returns a `ClipBundl
 model, its eval preprocess transform, its tokenizer and a fingerprint that changes whenever the weights
 change (the evaluation's embedding cache is keyed by it).
 
-Checkpoints are directories that plain open_clip can read too:
-  open_clip_config.json          the model config (open_clip's `local-dir:` layout)
-  open_clip_pytorch_model.bin    {"state_dict": ...}, loadable by create_model(name, pretrained=<file>)
+Checkpoints are directories in open_clip's `local-dir:` layout, which plain open_clip loads unchanged
+(`open_clip.create_model_and_transforms("local-dir:<dir>")`), hub models and SigLIP included:
+  open_clip_config.json          {"model_cfg": ..., "preprocess_cfg": ...}; `init_logit_bias` iff the
+                                 model has a SigLIP bias; a hub model's config as the hub gave it
+  open_clip_pytorch_model.bin    {"state_dict": ...} (also loadable by create_model(name, pretrained=<file>))
+  tokenizer files                for models with an HF tokenizer (open_clip's local-dir tokenizer reads them)
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +30,7 @@ WEIGHTS_FILE = "open_clip_pytorch_model.bin"
 CONFIG_FILE = "open_clip_config.json"
 SIGLIP_INIT_LOGIT_BIAS = -10.0
 SIGLIP_INIT_LOGIT_SCALE = math.log(10.0)
+HF_HUB = "hf-hub:"
 
 _registered = False
 
@@ -50,6 +56,8 @@ class ClipBundle:
     tokenizer: Callable
     name: str
     fingerprint: str
+    #: open_clip's {"model_cfg", "preprocess_cfg"} the model was built from (saved with each checkpoint)
+    config: dict = None  # type: ignore[assignment]
 
     @property
     def image_size(self) -> int:
@@ -80,44 +88,75 @@ def load_clip(
 ) -> ClipBundle:
     """Build a model; `checkpoint` (a directory written by `save_checkpoint`) overrides `pretrained`.
 
-    With `siglip=True` the model gets a `logit_bias` and, if its weights come from a CLIP-style
-    checkpoint without one, SigLIP's initial bias -10 and scale log(10) instead of the 0 that
-    open_clip would leave (open_clip issues #712/#650): otherwise the sigmoid loss starts saturated.
-    """
-    import open_clip
+    A checkpoint is loaded the way plain open_clip loads it, `local-dir:<checkpoint>` (its own model
+    config, preprocess config and tokenizer files): its weights are read once, and an `hf-hub:` model
+    needs no hub access after its initial checkpoint. `hf-hub:` names count as pretrained.
 
+    With `siglip=True` the model gets a `logit_bias` and, if its weights come from a CLIP-style
+    checkpoint without one (or with open_clip's 0 from loading CLIP weights into a SigLIP config),
+    SigLIP's initial bias -10 and scale log(10): otherwise the sigmoid loss starts saturated
+    (open_clip issues #712/#650). Random-init models are built with that bias already.
+    """
     register_configs()
-    weights_path = None
     if checkpoint is not None:
-        weights_path = Path(checkpoint) / WEIGHTS_FILE
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} has no {WEIGHTS_FILE}")
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=None if weights_path else pretrained, device=device
-        )
-    except (RuntimeError, OSError, ValueError) as err:  # hub/network errors arrive as any of these
-        if pretrained or name.startswith("hf-hub:"):
-            raise RuntimeError(_offline_hint(name, pretrained)) from err
-        raise
-    had_bias = getattr(model, "logit_bias", None) is not None
-    state_has_bias = had_bias and pretrained is not None
-    if weights_path is not None:
-        state = torch.load(weights_path, map_location=device, weights_only=True)
-        state = state.get("state_dict", state)
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        state_has_bias = "logit_bias" in state and float(state["logit_bias"]) != 0.0
-        if siglip:
-            ensure_logit_bias(model)  # so that a SigLIP checkpoint's bias has a place to load into
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if k != "logit_bias"]:
-            raise RuntimeError(f"checkpoint {checkpoint} does not fit {name}: missing={missing} unexpected={unexpected}")
+        model, preprocess, tokenizer, config, state_has_bias = _from_checkpoint(Path(checkpoint), name, device)
+        from_weights = True
+    else:
+        model, preprocess, tokenizer, config = _from_name(name, pretrained, device)
+        from_weights = pretrained is not None or name.startswith(HF_HUB)
+        state_has_bias = from_weights and getattr(model, "logit_bias", None) is not None
     if siglip:
         ensure_logit_bias(model)
-        if (weights_path is not None or pretrained is not None) and not state_has_bias:
+        if from_weights and not state_has_bias:
             reset_siglip_logits(model)
-    tokenizer = open_clip.get_tokenizer(name)
-    return ClipBundle(model, preprocess, tokenizer, name, fingerprint_model(model, name))
+    return ClipBundle(model, preprocess, tokenizer, name, fingerprint_model(model, name), config)
+
+
+def _from_name(name: str, pretrained: str | None, device):
+    import open_clip
+
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    except (RuntimeError, OSError, ValueError) as err:  # hub/network errors arrive as any of these
+        if pretrained or name.startswith(HF_HUB):
+            raise RuntimeError(_offline_hint(name, pretrained)) from err
+        raise
+    config = {"model_cfg": open_clip.get_model_config(name), "preprocess_cfg": dict(model.visual.preprocess_cfg)}
+    return model, preprocess, open_clip.get_tokenizer(name), config
+
+
+@contextmanager
+def _open_clip_quiet():
+    """open_clip logs every step of a `local-dir:` load (config, weights, tokenizer) at INFO on the root
+    logger; jobs run the root logger at INFO. Only open_clip's calls are made quieter."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _from_checkpoint(ckpt: Path, name: str, device):
+    """(model, preprocess, tokenizer, open_clip config, whether the weights carried a SigLIP bias)."""
+    import open_clip
+
+    weights = ckpt / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt} has no {WEIGHTS_FILE}")
+    if not (ckpt / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt} has no {CONFIG_FILE} (open_clip's local-dir layout)")
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    try:
+        with _open_clip_quiet():
+            model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{ckpt}", device=device)
+            tokenizer = open_clip.get_tokenizer(f"local-dir:{ckpt}")
+    except RuntimeError as err:  # strict state-dict load: another architecture's weights
+        raise RuntimeError(f"checkpoint {ckpt} does not fit its config (model {name!r}): {err}") from err
+    bias = getattr(model, "logit_bias", None)
+    state_has_bias = bias is not None and float(bias.detach()) != 0.0  # open_clip fills a missing bias with 0 (#712)
+    return model, preprocess, tokenizer, config, state_has_bias
 
 
 def ensure_logit_bias(model: torch.nn.Module) -> None:
@@ -143,6 +182,7 @@ def fingerprint_model(model: torch.nn.Module, name: str) -> str:
 
 
 def model_config(name: str) -> dict[str, Any]:
+    """The open_clip model config of a registered name (bundled or open_clip's) or an hf-hub: id."""
     import open_clip
 
     register_configs()
@@ -152,18 +192,28 @@ def model_config(name: str) -> dict[str, Any]:
     return cfg
 
 
-def save_checkpoint(model: torch.nn.Module, name: str, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write weights + config in open_clip's own layouts (see module docstring)."""
+def save_checkpoint(model: torch.nn.Module, name: str, directory: str | os.PathLike, extra: dict | None = None,
+                    config: dict | None = None, tokenizer: Any = None) -> Path:
+    """Write weights + config in open_clip's own layout (see module docstring).
+
+    `config` is the `ClipBundle.config` the model was built from (default: the registered config of
+    `name`); its `init_logit_bias` follows the model (present iff the model has a bias), so that
+    `local-dir:` rebuilds SigLIP models with their bias. An HF tokenizer (`tokenizer.save_pretrained`)
+    writes its files next to it, where open_clip's `local-dir:` tokenizer looks for them."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DDP
     # contiguous: training keeps the image tower channels-last (loop.use_channels_last); files keep torch's default
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, **(extra or {})}, directory / WEIGHTS_FILE)
-    try:
-        cfg = model_config(name)
-    except KeyError:
-        cfg = None  # hf-hub models keep their config on the hub
-    if cfg is not None:
-        (directory / CONFIG_FILE).write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}, indent=2))
+    if config is None:
+        config = {"model_cfg": model_config(name), "preprocess_cfg": dict(getattr(model.visual, "preprocess_cfg", {}))}
+    model_cfg = dict(config["model_cfg"])
+    model_cfg.pop("init_logit_bias", None)
+    if getattr(model, "logit_bias", None) is not None:
+        model_cfg["init_logit_bias"] = SIGLIP_INIT_LOGIT_BIAS  # the value comes from the weights
+    out = {"model_cfg": model_cfg, "preprocess_cfg": dict(config.get("preprocess_cfg") or {})}
+    (directory / CONFIG_FILE).write_text(json.dumps(out, indent=2))
+    if hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(str(directory))
     return directory

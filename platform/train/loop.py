@@ -2,6 +2,8 @@
 
 Plain PyTorch except the lines marked `# [ray]`: the dataset shard, model preparation (DDP), the
 device, checkpoint restore and `ray.train.report` (a barrier: every rank calls it equally often).
+Collectives the loop issues itself go through `collectives.Collectives` (device-checked for NCCL);
+gradient accumulation is open_clip's (`accumulate.contrastive_step`).
 """
 from __future__ import annotations
 
@@ -14,28 +16,26 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
 from radisim.platform import storage
 
+from .accumulate import MicroBatch, StepLoss, contrastive_step
+from .collectives import Collectives
+from .losses import (  # noqa: F401  (re-exported: the loop's losses, by their old address)
+    _compute_loss, build_loss, counterfactual_hits, counterfactual_loss, same_group_partner, split_counterfactuals,
+)
+from .precision import resolve_precision
 from .schedule import lr_factor
 
 log = logging.getLogger(__name__)
-STATE_FILE = "train_state.pt"
+#: A phase checkpoint's optimizer, scheduler, GradScaler state and step (resume within a phase).
+TRAIN_STATE_FILE = "train_state.pt"
 META_FILE = "radisim.json"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def build_loss(kind: str, rank: int, world: int, local_loss: bool, gather_with_grad: bool):
-    from open_clip.loss import ClipLoss, SigLipLoss
-
-    if kind == "siglip":
-        return SigLipLoss(rank=rank, world_size=world)
-    return ClipLoss(local_loss=local_loss and world > 1, gather_with_grad=gather_with_grad and world > 1,
-                    cache_labels=True, rank=rank, world_size=world)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -87,214 +87,297 @@ def align_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                     state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
-def _compute_loss(loss_fn, out: dict, kind: str, neg_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The phase's contrastive loss, and its counterfactual part: with `neg_mask` [B, k], the text
-    features hold the B captions followed by their B*k counterfactuals, and `counterfactual_loss` is added."""
-    image, text, scale = out["image_features"], out["text_features"], out["logit_scale"]
-    bias = out.get("logit_bias")
-    text, negatives = split_counterfactuals(image, text, neg_mask)
-    loss = loss_fn(image, text, scale, bias) if kind == "siglip" else loss_fn(image, text, scale)
-    if negatives is None:
-        return loss, None
-    counterfactual = counterfactual_loss(image, text, negatives, neg_mask, scale, bias if kind == "siglip" else None)
-    return loss + counterfactual, counterfactual
+def freeze_towers(model: torch.nn.Module, towers: list[str]) -> list[torch.nn.Module]:
+    """Lock the named towers (no gradient) and return their modules, which `train_mode` keeps in eval
+    mode for the whole phase: `lock_image_tower()` alone leaves BatchNorm updating its running
+    statistics and dropout active in train mode, so a "frozen" tower would still change."""
+    frozen: list[torch.nn.Module] = []
+    if "visual" in towers:
+        model.lock_image_tower()
+        frozen.append(model.visual)
+    if "text" in towers:
+        model.lock_text_tower()
+        text = getattr(model, "text", None)  # CustomTextCLIP (HF text towers) keeps it in one module
+        frozen += [text] if text is not None else [model.transformer, model.token_embedding, model.ln_final]
+    return frozen
 
 
-def split_counterfactuals(image: torch.Tensor, text: torch.Tensor, neg_mask: torch.Tensor | None):
-    """Text features [B + B*k, D] -> the B captions' [B, D] and their counterfactuals' [B, k, D] (None without)."""
-    if neg_mask is None:
-        return text, None
-    n = image.shape[0]
-    return text[:n], text[n:].view(n, neg_mask.shape[1], -1)
+def train_mode(model: torch.nn.Module, frozen: list[torch.nn.Module]) -> None:
+    model.train()
+    for module in frozen:
+        module.eval()
 
 
-@torch.no_grad()
-def counterfactual_hits(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor,
-                        mask: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """[hits, pairs, blind hits, blind pairs]: of the (caption, counterfactual) pairs, how often the true
-    caption scores higher with its own image, and "blind", with another image of the batch from the
-    same `group` (modality and body part; pairs without one are not counted blind).
-
-    A blind rate as high as the real one means the term is solved without looking at the image: by
-    wording, or by what is typical of the body part. Another body part's image would not show that:
-    with the batch's next image the demo logged 0.83 against 0.55 blind in its abnormality phase, while
-    in a plain-PyTorch copy of it held-out images of the same body part, shuffled, preferred the true
-    caption as often as their own images did (0.726 against 0.729).
-    A grounded term still wins blind whenever the partner happens to share what is taught (another
-    normal study), so blind sits between ~0.5 and the real rate, not at 0.5.
-    A tensor on the features' device: the loop sums it per log window and reads it once, at the report."""
-    def hits(img, valid):
-        margin = (img * text).sum(-1, keepdim=True) - torch.einsum("bd,bkd->bk", img, negatives)
-        return ((margin > 0) & valid).sum()
-
-    partner, has = same_group_partner(group)
-    blind_mask = mask & has.unsqueeze(1)
-    return torch.stack([hits(image, mask), mask.sum(), hits(image[partner], blind_mask), blind_mask.sum()])
+def unused_logit_bias(model: torch.nn.Module, loss: str) -> None:
+    """A SigLIP curriculum's model carries `logit_bias` in every phase; a CLIP phase does not use it.
+    DDP (find_unused_parameters=False) would wait forever for its gradient: it is fixed in such a phase."""
+    if loss != "siglip" and getattr(model, "logit_bias", None) is not None:
+        model.logit_bias.requires_grad_(False)
 
 
-def same_group_partner(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each row, the next row (cyclically) of its group, and whether there is one."""
-    n = group.shape[0]
-    idx = torch.arange(n, device=group.device)
-    ahead = (idx.unsqueeze(0) - idx.unsqueeze(1)) % n  # [i, j]: how far j is after i
-    ahead = torch.where((group.unsqueeze(0) == group.unsqueeze(1)) & (ahead > 0), ahead, n)
-    distance, partner = ahead.min(1)
-    return partner, distance < n
+def load_train_state(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    """Optimizer/scheduler/scaler state and step of a resumed phase; onto the CPU first (`map_location`):
+    without it every rank of a node would load onto the device the tensors were saved from (cuda:0)."""
+    return torch.load(Path(ckpt_dir) / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
 
 
-def counterfactual_loss(image: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor, mask: torch.Tensor,
-                        logit_scale: torch.Tensor, logit_bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Each image against its own caption and that caption's counterfactuals [B, k, D] (masked where
-    none exists). CLIP: cross-entropy of the true caption among the k + 1; SigLIP (`logit_bias` given):
-    each counterfactual is one more negative pair, normalised per image as SigLIP's loss is.
-    Per-sample and local to the rank: no gather, so DDP needs nothing extra."""
-    neg = logit_scale * torch.einsum("bd,bkd->bk", image, negatives)
-    if logit_bias is not None:
-        pairs = torch.nn.functional.logsigmoid(-(neg + logit_bias))
-        return -(pairs * mask).sum() / image.shape[0]
-    pos = logit_scale * (image * text).sum(-1, keepdim=True)
-    logits = torch.cat([pos, neg.masked_fill(~mask, float("-inf"))], dim=1)
-    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+def step_groups(epoch_stream: Callable[[int], Iterator[dict]], accum: int, batch_size: int, name: str) -> Iterator[list[dict]]:
+    """The micro-batches of one optimizer step at a time, epoch after epoch, for ever. An epoch's tail
+    shorter than `accum` micro-batches is dropped, never carried into the next epoch's first step (a
+    step then mixes no two shuffles and the step count per epoch is what the plan says)."""
+    epoch = 0
+    while True:
+        group: list[dict] = []
+        full = 0
+        for batch in epoch_stream(epoch):
+            group.append(batch)
+            if len(group) == accum:
+                yield group
+                full, group = full + 1, []
+        if full == 0:
+            raise RuntimeError(f"phase {name!r}: the dataset shard yielded no full step of {accum} x {batch_size} rows")
+        epoch += 1
+
+
+class Window:
+    """What is logged per log window: loss, data wait, samples, counterfactual counts."""
+
+    def __init__(self):
+        self.reset()
+        self.reported = False
+
+    def reset(self) -> None:
+        self.loss, self.n, self.wait, self.samples, self.t0 = 0.0, 0, 0.0, 0, time.perf_counter()
+        self.counterfactual, self.cf_hits = None, None
+
+    def add(self, out: StepLoss, samples: int) -> None:
+        self.loss += float(out.loss)
+        self.n += 1
+        self.samples += samples
+        if out.counterfactual is not None:
+            self.counterfactual = float(out.counterfactual) + (self.counterfactual or 0.0)
+            self.cf_hits = out.cf_hits if self.cf_hits is None else self.cf_hits + out.cf_hits
+
+    def metrics(self, world: int) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        out = {"train/loss": self.loss / max(1, self.n), "train/samples_per_s": self.samples * world / elapsed,
+               "train/data_wait_frac": self.wait / elapsed}
+        if self.counterfactual is not None:  # the part of train/loss that the counterfactual captions add
+            out["train/counterfactual_loss"] = self.counterfactual / max(1, self.n)
+            hits, pairs, blind, blind_pairs = self.cf_hits.tolist()
+            if pairs:  # is the term learned from the image, or without looking at it?
+                out["train/counterfactual_acc"] = hits / pairs
+            if blind_pairs:
+                out["train/counterfactual_blind_acc"] = blind / blind_pairs
+        return out
 
 
 def train_phase(cfg: dict[str, Any]) -> None:
-    """Ray Train `train_loop_per_worker` for one phase; `cfg` is built by `runner.phase_loop_config`."""
+    """Ray Train `train_loop_per_worker` for one phase; `cfg` is built by `runner.phase_loop_config`.
+    One loop of four named steps: fetch, forward/loss/backward (accumulated), optimizer step,
+    report/checkpoint; it ends when the phase's steps are done or a loss is non-finite."""
     import ray.train
     import ray.train.torch
 
-    from radisim.platform.models import load_clip, save_checkpoint
     from radisim.platform.tracking import RunLogger
 
     ctx = ray.train.get_context()  # [ray]
     quiet_report_lines(cfg["train"]["ray_log_level"])
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()  # [ray]
     torch.set_num_threads(cfg["torch_threads"])
-    torch.manual_seed(cfg["seed"] + rank)
-
-    phase = cfg["phase"]
-    tcfg = cfg["train"]
-    dtypes = {"image": torch.uint8, "text": torch.long}
-    if phase["hard_negatives"]:
-        dtypes.update(neg_text=torch.long, neg_mask=torch.bool, group=torch.long)
-    shard = ray.train.get_dataset_shard("train")  # [ray]
-
-    def epoch_batches(epoch: int, step: int):  # [ray] streams this worker's split of the phase dataset
-        return shard.iter_torch_batches(
-            batch_size=tcfg["batch_size"], dtypes=dtypes, device=device,
-            drop_last=True, local_shuffle_buffer_size=cfg["shuffle_buffer"] or None,
-            local_shuffle_seed=cfg["seed"] * 1000 + epoch + step, prefetch_batches=2,
-        )
-
-    resume = ray.train.get_checkpoint()  # [ray] a retry of this phase resumes from its own checkpoint
-    start = resume or cfg["init_checkpoint"]
-    with start.as_directory() as ckpt_dir:
-        state = torch.load(Path(ckpt_dir) / STATE_FILE, weights_only=True) if resume else None
-        step = int(state["step"]) if state is not None else 0
-        phase_t0 = time.perf_counter()
-        first_epoch = fetch_ahead(epoch_batches(0, step))  # the stream starts while the model loads
-        bundle = load_clip(cfg["model_name"], checkpoint=ckpt_dir, siglip=cfg["siglip"])
-    model = bundle.model
-    model.output_dict = True
-    if "visual" in phase["freeze"]:
-        model.lock_image_tower()
-    if "text" in phase["freeze"]:
-        model.lock_text_tower()
-    layout = use_channels_last(model) if tcfg["channels_last"] else torch.contiguous_format
-    model = ray.train.torch.prepare_model(model)  # [ray] DDP + device placement
-    raw = getattr(model, "module", model)
-    if cfg["compile"]:
-        model = torch.compile(model)
-
-    optimizer = build_optimizer(raw, phase["lr"], tcfg, device)
-    total, accum = phase["steps"], tcfg["grad_accum"]
-    sched = cfg["schedule"]
-    factor = lambda s: lr_factor(sched["offset"] + s, sched["total"], sched["warmup"], sched["kind"], sched["min_ratio"])  # noqa: E731
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    resumed = {}
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        align_optimizer_state(optimizer)
-        resumed = {"train/resumed_from_step": step}
-        if rank == 0:
-            say(f"[{phase['name']}] resumed from the checkpoint at step {step}")
-    loss_fn = build_loss(phase["loss"], rank, world, tcfg["local_loss"], tcfg["gather_with_grad"])
-    use_bf16 = device.type == "cuda" and tcfg["precision"] in ("auto", "bf16")
-    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
-
-    logger = RunLogger(cfg["tracking_uri"], cfg["phase_run_id"]) if rank == 0 and cfg["phase_run_id"] else None
-    parent_logger = RunLogger(cfg["tracking_uri"], cfg["parent_run_id"]) if logger and cfg["parent_run_id"] else None
-    window = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "samples": 0}
-    first_batch_s = None
-    epoch = 0
-    model.train()
-    while step < total:
-        it = first_epoch if epoch == 0 else iter(epoch_batches(epoch, step))
-        micro = 0
-        while step < total:
-            t_wait = time.perf_counter()
-            batch = next(it, None)
-            if first_batch_s is None:
-                # Pipeline start-up (actor/task spawn, first reads; counted from the stream's start, which
-                # overlaps the model load) is reported on its own, not as steady-state data wait: it is
-                # paid once per phase, however long the phase.
-                first_batch_s = time.perf_counter() - phase_t0
-                window["t0"] = time.perf_counter()
+    torch.manual_seed(cfg["seed"] + ctx.get_world_rank())
+    run = PhaseRun(cfg, ctx.get_world_rank(), ctx.get_world_size(), device)
+    logger = RunLogger(cfg["tracking_uri"], cfg["phase_run_id"]) if run.rank == 0 and cfg["phase_run_id"] else None
+    parent = RunLogger(cfg["tracking_uri"], cfg["parent_run_id"]) if logger and cfg["parent_run_id"] else None
+    try:
+        groups = run.start(ray.train.get_dataset_shard("train"), ray.train.get_checkpoint())  # [ray]
+        finite = True
+        while run.step < run.total and finite:
+            group = run.fetch(groups)
+            out = run.forward_backward(group)
+            finite = out.finite
+            if finite:
+                run.optimizer_step()
+                run.window.add(out, sum(len(b["image"]) for b in group))
+                run.report(logger, parent)
             else:
-                window["wait"] += time.perf_counter() - t_wait
-            if batch is None:
-                break
-            images, text, neg_mask = normalise(batch["image"], mean, std, layout), batch["text"], batch.get("neg_mask")
+                run.stop_nonfinite()
+    finally:  # queued metrics reach MLflow even when the phase raises
+        for lg in (logger, parent):
+            if lg:
+                lg.flush()
+
+
+class PhaseRun:
+    """The state of one worker's phase: model (DDP-wrapped), optimizer, schedule, scaler, step, window."""
+
+    def __init__(self, cfg: dict[str, Any], rank: int, world: int, device: torch.device):
+        self.cfg, self.rank, self.world, self.device = cfg, rank, world, device
+        self.phase, self.tcfg = cfg["phase"], cfg["train"]
+        self.total, self.accum = self.phase["steps"], self.tcfg["grad_accum"]
+        self.step = 0
+        self.window = Window()
+        self.first_batch_s: Optional[float] = None
+        self.resumed: dict[str, int] = {}
+        self.comms = Collectives(device, world)
+        self.precision = resolve_precision(self.tcfg["precision"], device)
+        self.mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+
+    # ------------------------------------------------------------------ start: model, state, stream
+    def start(self, shard, resume) -> Iterator[list[dict]]:
+        import ray.train.torch
+
+        from radisim.platform.models import load_clip
+
+        cfg, tcfg, phase = self.cfg, self.tcfg, self.phase
+        dtypes = {"image": torch.uint8, "text": torch.long}
+        if phase["hard_negatives"]:
+            dtypes.update(neg_text=torch.long, neg_mask=torch.bool, group=torch.long)
+
+        def epoch_batches(epoch: int):  # [ray] streams this worker's split of the phase dataset
+            return shard.iter_torch_batches(
+                batch_size=tcfg["batch_size"], dtypes=dtypes, device=self.device,
+                drop_last=True, local_shuffle_buffer_size=cfg["shuffle_buffer"] or None,
+                local_shuffle_seed=cfg["seed"] * 1000 + epoch + self.step, prefetch_batches=tcfg["prefetch_batches"],
+            )
+
+        start = resume or cfg["init_checkpoint"]  # a retry of this phase resumes from its own checkpoint
+        self.t0 = time.perf_counter()
+        with start.as_directory() as ckpt_dir:
+            state = load_train_state(ckpt_dir) if resume else None
+            self.step = int(state["step"]) if state is not None else 0
+            first_epoch = fetch_ahead(epoch_batches(0))  # the stream starts while the model loads
+            # the weights come from the checkpoint, once: no hub download for a phase's workers
+            bundle = load_clip(cfg["model_name"], checkpoint=ckpt_dir, siglip=cfg["siglip"])
+        model = bundle.model
+        model.output_dict = True
+        self.bundle_config, self.tokenizer = bundle.config, bundle.tokenizer
+        self.frozen = freeze_towers(model, phase["freeze"])
+        unused_logit_bias(model, phase["loss"])
+        self.layout = use_channels_last(model) if tcfg["channels_last"] else torch.contiguous_format
+        model = ray.train.torch.prepare_model(model)  # [ray] DDP + device placement
+        self.raw = getattr(model, "module", model)
+        self.model = torch.compile(model) if cfg["compile"] else model
+        self.optimizer = build_optimizer(self.raw, phase["lr"], tcfg, self.device)
+        sched = cfg["schedule"]
+        factor = lambda s: lr_factor(sched["offset"] + s, sched["total"], sched["warmup"], sched["kind"], sched["min_ratio"])  # noqa: E731
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.scaler = self.precision.grad_scaler()
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            align_optimizer_state(self.optimizer)
+            self.resumed = {"train/resumed_from_step": self.step}
+            if self.rank == 0:
+                say(f"[{phase['name']}] resumed from the checkpoint at step {self.step}")
+        self.loss_fn = build_loss(phase["loss"], self.rank, self.world, tcfg["local_loss"], tcfg["gather_with_grad"])
+        train_mode(self.model, self.frozen)
+        if self.rank == 0:
+            say(f"[{phase['name']}] {self.world} worker(s), process group {self.comms.backend or 'none'}, device "
+                f"{self.device}, precision {self.precision.name}, contrastive batch "
+                f"{tcfg['batch_size'] * self.accum * self.world} ({tcfg['batch_size']} x {self.accum} x {self.world})")
+        return step_groups(lambda e: first_epoch if e == 0 else iter(epoch_batches(e)), self.accum,
+                           tcfg["batch_size"], phase["name"])
+
+    # ------------------------------------------------------------------ 1. fetch
+    def fetch(self, groups: Iterator[list[dict]]) -> list[dict]:
+        t = time.perf_counter()
+        group = next(groups)
+        if self.first_batch_s is None:
+            # Pipeline start-up (actor/task spawn, first reads; counted from the stream's start, which
+            # overlaps the model load) is reported on its own, not as steady-state data wait.
+            self.first_batch_s = time.perf_counter() - self.t0
+            self.window.t0 = time.perf_counter()
+        else:
+            self.window.wait += time.perf_counter() - t
+        return group
+
+    # ------------------------------------------------------------------ 2. forward, loss, backward
+    def forward_backward(self, group: list[dict]) -> StepLoss:
+        micro = []
+        for b in group:
+            text, neg_mask = b["text"], b.get("neg_mask")
             if neg_mask is not None:  # one text-tower pass over captions and counterfactuals together
-                text = torch.cat([text, batch["neg_text"].flatten(0, 1)])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = model(images, text)
-                loss, counterfactual = _compute_loss(loss_fn, out, phase["loss"], neg_mask)
-            if tcfg["debug_nan_at_step"] == step + 1:  # fault injection: exercises the guard below
-                loss = loss * float("nan")
-            if _any_rank(not torch.isfinite(loss).item(), world):
-                # Retrying would hit the same NaN: stop the phase cleanly (no checkpoint of the bad
-                # state) and let the driver raise, naming phase and step. The last good checkpoint stays.
-                if rank == 0:
-                    say(f"[{phase['name']}] non-finite loss at step {step + 1}: stopping the phase")
-                    # Result.metrics only carries checkpointed reports: tell the driver through storage.
-                    storage.write_json(cfg["status_path"], {"nonfinite_step": step + 1})
-                break
-            (loss / accum).backward()
-            window["loss"] += loss.item()
-            if counterfactual is not None:
-                window["counterfactual"] = window.get("counterfactual", 0.0) + counterfactual.item()
-                feats = out["image_features"]
-                counts = counterfactual_hits(feats, *split_counterfactuals(feats, out["text_features"], neg_mask),
-                                             neg_mask, batch["group"])
-                window["cf_hits"] = window.get("cf_hits", 0) + counts
-            window["n"] += 1
-            window["samples"] += images.shape[0]
-            micro += 1
-            if micro % accum:
-                continue
-            if tcfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            with torch.no_grad():  # open_clip clamps the temperature the same way
-                raw.logit_scale.clamp_(0, math.log(100))
-            step += 1
-            if step % tcfg["log_every"] == 0 or step == total:
-                extra = {"train/first_batch_s": first_batch_s, **resumed} if first_batch_s is not None and not window.get("reported") else {}
-                window["reported"] = True
-                _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank, extra)
-        epoch += 1
-        if batch is not None and step < total:  # left the inner loop on a non-finite loss
-            break
-        if batch is None and micro == 0:
-            raise RuntimeError(f"phase {phase['name']!r}: the dataset shard yielded no full batch of {tcfg['batch_size']}")
-    for lg in (logger, parent_logger):
-        if lg:
-            lg.flush()
+                text = torch.cat([text, b["neg_text"].flatten(0, 1)])
+            micro.append(MicroBatch(normalise(b["image"], self.mean, self.std, self.layout), text, neg_mask, b.get("group")))
+        poison = self.tcfg["debug_nan_at_step"] == self.step + 1  # fault injection: exercises the guard
+        return contrastive_step(self.model, micro, self.loss_fn, self.phase["loss"], self.comms,
+                                autocast=self.precision.autocast(), backward=lambda loss: self.scaler.scale(loss).backward(),
+                                poison=poison)
+
+    # ------------------------------------------------------------------ 3. optimizer step
+    def optimizer_step(self) -> None:
+        if self.tcfg["grad_clip"]:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.tcfg["grad_clip"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        with torch.no_grad():  # open_clip clamps the temperature the same way
+            self.raw.logit_scale.clamp_(0, math.log(100))
+        self.step += 1
+
+    def stop_nonfinite(self) -> None:
+        """Retrying would hit the same NaN: the phase stops cleanly (no checkpoint of the bad state) and
+        the driver raises, naming phase and step. The last good checkpoint stays."""
+        if self.rank == 0:
+            say(f"[{self.phase['name']}] non-finite loss at step {self.step + 1}: stopping the phase")
+            # Result.metrics only carries checkpointed reports: tell the driver through storage.
+            storage.write_json(self.cfg["status_path"], {"nonfinite_step": self.step + 1})
+
+    # ------------------------------------------------------------------ 4. report / checkpoint
+    def report(self, logger, parent) -> None:
+        """Log every `log_every` steps, checkpoint every `checkpoint_every` steps, each on its own
+        cadence (and both at the phase's last step). `ray.train.report` is a barrier: every rank takes
+        the same branches (they depend on the step only)."""
+        import ray.train
+
+        tcfg, last = self.tcfg, self.step == self.total
+        log_now = self.step % tcfg["log_every"] == 0 or last
+        ckpt_now = self.step % tcfg["checkpoint_every"] == 0 or last
+        if not (log_now or ckpt_now):
+            return
+        metrics: dict[str, Any] = {"train/step": self.step}
+        if log_now:
+            metrics = self._log_window(logger, parent)
+        checkpoint = None
+        with tempfile.TemporaryDirectory() as tmp:
+            if ckpt_now and self.rank == 0:  # one writer; the others report None at the same barrier
+                self._save(tmp)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)  # [ray]
+
+    def _log_window(self, logger, parent) -> dict[str, Any]:
+        metrics = {**self.window.metrics(self.world), "train/lr": self.optimizer.param_groups[0]["lr"],
+                   "train/logit_scale": float(self.raw.logit_scale.detach().exp()), "train/step": self.step}
+        if not self.window.reported:
+            metrics.update({"train/first_batch_s": self.first_batch_s, **self.resumed})
+            self.window.reported = True
+        if self.rank == 0:
+            say(f"[{self.phase['name']}] step {self.step}/{self.total} loss {metrics['train/loss']:.3f} "
+                f"lr {metrics['train/lr']:.2e} {metrics['train/samples_per_s']:.0f} samples/s "
+                f"data-wait {metrics['train/data_wait_frac']:.1%}")
+        if logger:
+            logger.log(metrics, self.step)
+            parent and parent.log(metrics, self.cfg["step_offset"] + self.step)
+        self.window.reset()
+        return metrics
+
+    def _save(self, directory: str) -> None:
+        from radisim.platform.models import save_checkpoint
+
+        cfg, phase = self.cfg, self.phase
+        save_checkpoint(self.raw, cfg["model_name"], directory, extra={"phase": phase["name"], "step": self.step},
+                        config=self.bundle_config, tokenizer=self.tokenizer)
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(), "step": self.step}, os.path.join(directory, TRAIN_STATE_FILE))
+        Path(directory, META_FILE).write_text(json.dumps(
+            {"model_name": cfg["model_name"], "phase": phase["name"], "step": self.step, "steps": self.total,
+             "complete": self.step == self.total, "precision": self.precision.name}))
 
 
 def fetch_ahead(batches: Iterable[Any]) -> Iterator[Any]:
@@ -335,58 +418,3 @@ def say(line: str) -> None:
     and also tees it to stdout, which shows every line twice."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def _any_rank(flag: bool, world: int) -> bool:
-    """True on every rank if `flag` is True on any: all ranks must take the same branch at a barrier."""
-    if world == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0])
-    torch.distributed.all_reduce(t)
-    return t.item() > 0
-
-
-def _report(cfg, raw, step, total, window, world, optimizer, scheduler, logger, parent_logger, rank, extra) -> None:
-    import ray.train
-
-    from radisim.platform.models import save_checkpoint
-
-    elapsed = time.perf_counter() - window["t0"]
-    metrics = {
-        "train/loss": window["loss"] / max(1, window["n"]),
-        "train/lr": optimizer.param_groups[0]["lr"],
-        "train/samples_per_s": window["samples"] * world / max(elapsed, 1e-9),
-        "train/data_wait_frac": window["wait"] / max(elapsed, 1e-9),
-        "train/logit_scale": float(raw.logit_scale.detach().exp()),
-        "train/step": step,
-        **extra,
-    }
-    if "counterfactual" in window:  # the part of train/loss that the counterfactual captions add
-        metrics["train/counterfactual_loss"] = window.pop("counterfactual") / max(1, window["n"])
-        hits, pairs, blind, blind_pairs = window.pop("cf_hits").tolist()
-        if pairs:  # is the term learned from the image, or without looking at it?
-            metrics["train/counterfactual_acc"] = hits / pairs
-        if blind_pairs:
-            metrics["train/counterfactual_blind_acc"] = blind / blind_pairs
-    phase = cfg["phase"]
-    if rank == 0:
-        say(f"[{phase['name']}] step {step}/{total} loss {metrics['train/loss']:.3f} "
-            f"lr {metrics['train/lr']:.2e} {metrics['train/samples_per_s']:.0f} samples/s "
-            f"data-wait {metrics['train/data_wait_frac']:.1%}")
-    if logger:
-        logger.log(metrics, step)
-        parent_logger and parent_logger.log(metrics, cfg["step_offset"] + step)
-    window.update(loss=0.0, n=0, wait=0.0, samples=0, t0=time.perf_counter())
-    if step % cfg["train"]["checkpoint_every"] and step != total:
-        ray.train.report(metrics)  # [ray]
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if rank == 0:  # one writer; the others report None at the same barrier
-            save_checkpoint(raw, cfg["model_name"], tmp, extra={"phase": phase["name"], "step": step})
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
-                       os.path.join(tmp, STATE_FILE))
-            Path(tmp, META_FILE).write_text(json.dumps(
-                {"model_name": cfg["model_name"], "phase": phase["name"], "step": step, "steps": total, "complete": step == total}))
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(metrics, checkpoint=checkpoint)  # [ray]

@@ -19,6 +19,7 @@ from radisim.platform import storage
 from radisim.platform.config import JobConfig, flatten, resolve_path
 from radisim.platform.data.pipeline import expected_rows, phase_counts, phase_dataset, train_dir
 from radisim.platform.tracking import Tracker
+from radisim.platform.train.plan import resolve_epochs
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,13 @@ class CurriculumResult:
 
 
 def budget(cfg: JobConfig) -> dict[str, int]:
-    """Optimizer steps and training samples of the whole curriculum: what equal-budget arms compare."""
+    """Optimizer steps and training samples of the whole curriculum: what equal-budget arms compare.
+    `budget/contrastive_batch`: the samples one contrastive problem spans; with open_clip's accumulation
+    (train/accumulate.py) and gather-with-grad, every sample of an optimizer step."""
     per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.train.num_workers
     steps = cfg.curriculum.total_steps
-    return {"budget/optimizer_steps": steps, "budget/samples": steps * per_step, "budget/samples_per_step": per_step}
+    return {"budget/optimizer_steps": steps, "budget/samples": steps * per_step, "budget/samples_per_step": per_step,
+            "budget/contrastive_batch": per_step}
 
 
 def save_init_checkpoint(cfg: JobConfig, dest: str):
@@ -70,7 +74,8 @@ def save_init_checkpoint(cfg: JobConfig, dest: str):
     torch.manual_seed(cfg.train.seed)
     bundle = load_clip(cfg.model.name, pretrained=cfg.model.pretrained, siglip=cfg.curriculum.uses_siglip)
     with tempfile.TemporaryDirectory() as tmp:
-        save_checkpoint(bundle.model, cfg.model.name, tmp, extra={"phase": "init", "step": 0})
+        save_checkpoint(bundle.model, cfg.model.name, tmp, extra={"phase": "init", "step": 0},
+                        config=bundle.config, tokenizer=bundle.tokenizer)
         return storage.upload_dir(tmp, dest), bundle.image_size
 
 
@@ -205,7 +210,8 @@ def trainer_class():
     return LocalTorchTrainer
 
 
-STATE_FILE = "radisim_run.json"
+#: What a curriculum run has finished (`RunState`), next to its checkpoints.
+RUN_STATE_FILE = "radisim_run.json"
 #: The label of the initial weights' evaluation.
 UNTRAINED = "untrained"
 
@@ -275,13 +281,18 @@ def run_curriculum(
     Idempotent: a run is named by `tracking.run_name` (default: derived from the config); running it
     again skips finished phases, resumes an interrupted one from its latest checkpoint, and keeps
     logging into the same MLflow run tree."""
+    counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
+    cfg = resolve_epochs(cfg, counts)  # epochs -> steps from the manifest, before any fit starts
     cfg = cfg.model_copy(update={"curriculum": cfg.curriculum.effective()})  # apply the ordering once
     spec = cfg.curriculum
+    for p in spec.phases:
+        if p.epochs:
+            print(f"phase {p.name}: {p.epochs:g} epochs of its rows = {p.steps} steps", flush=True)
     tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     store = resolve_path(cfg.train.storage_path)
     base = storage.join(store, run_name)
-    state = RunState.load_or_new(storage.join(base, STATE_FILE), config_hash(cfg))
+    state = RunState.load_or_new(storage.join(base, RUN_STATE_FILE), config_hash(cfg))
     tags = {"curriculum": spec.name, "ordering": spec.ordering, "pacing": spec.pacing.name, "seed": str(cfg.train.seed),
             "model": cfg.model.name, "radisim.run_name": run_name, **(extra_tags or {})}
     costs = budget(cfg)
@@ -336,7 +347,6 @@ def run_curriculum(
                 with checkpoint.as_directory() as local:  # resumed: later phases' gains are measured against it
                     evaluate(local, UNTRAINED)
             _record(UNTRAINED, state.untrained)
-        counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
         outcomes: list[PhaseOutcome] = []
         offset = 0
         for i, phase in enumerate(spec.phases):
@@ -358,6 +368,8 @@ def run_curriculum(
                     tracker.end(outcome.run_id)
             outcomes.append(outcome)
         later()
+        if not already_finished and cfg.tracking.register_model:
+            register_final_model(cfg, tracker, parent, outcomes[-1], run_name)
         state.finished = True
         state.save()
         if not already_finished:
@@ -367,6 +379,25 @@ def run_curriculum(
             tracker.end(parent, "FAILED")
         raise
     return CurriculumResult(parent, run_name, tracker.uri, outcomes, evaluations, costs)
+
+
+def register_final_model(cfg: JobConfig, tracker: Tracker, parent: str, last: PhaseOutcome, run_name: str) -> None:
+    """The curriculum's final checkpoint as a new version of the registered model of its curriculum,
+    the last evaluation's stage scores as its tags. A registry that refuses (e.g. a server that takes no
+    local paths as sources) costs a warning, not the finished run."""
+    from mlflow.exceptions import MlflowException
+
+    name = cfg.tracking.registered_model or f"radisim-{cfg.curriculum.name}"
+    scores = {k: v for k, v in last.eval_metrics.items() if k.startswith("stage") and k.endswith("/score")}
+    try:
+        version = tracker.register_model(
+            name, last.checkpoint.path, parent, scores, description=cfg.curriculum.description,
+            tags={"radisim.run_name": run_name, "phase": last.name, "model": cfg.model.name, "format": "open_clip local-dir"})
+    except MlflowException as err:
+        log.warning("model registry: could not register %s (%s)", name, err)
+        return
+    tracker.client.set_tag(parent, "radisim.registered_model", f"{name}/{version}")
+    print(f"registered model {name} version {version} ({last.checkpoint.path})", flush=True)
 
 
 def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: dict, parent: str, checkpoint,

@@ -92,7 +92,7 @@ def test_each_evaluation_runs_while_the_next_fit_starts(fake_fits, tmp_path):
     # the record is the same as one after the other: every phase evaluated, run tree finished
     assert [lab for lab, _ in result.evaluations] == labels
     state = runner.RunState.load_or_new(
-        str(tmp_path / "store" / result.run_name / runner.STATE_FILE), runner.config_hash(small_config(tmp_path)))
+        str(tmp_path / "store" / result.run_name / runner.RUN_STATE_FILE), runner.config_hash(small_config(tmp_path)))
     assert state.finished and state.untrained and all(state.phases[str(i)]["evaluated"] for i in range(len(PHASES)))
     from mlflow.tracking import MlflowClient
 
