@@ -170,7 +170,7 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
                                                                          cpu["plain"]["thread_s_per_step"])
     return {
         # a ratio only where both sides did the same work per sample (CPU seconds of the training thread)
-        "train_overhead_ratio": ray_sps / plain_sps if same else None,
+        "train_overhead_ratio": overhead_ratio(cpu, same),
         "like_for_like": same,
         "openclip_train_samples_per_s": anchor.steady().rate(),
         "raydata_vs_dataloader_steady_ratio": steady["ratio_per_cpu_s"],
@@ -215,6 +215,15 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
         "ingest": ingest,
         "ingest_steady": steady,
     }
+
+
+def overhead_ratio(cpu: dict, same: bool) -> float | None:
+    """Ray / plain in samples per CPU-second of each side's training process (plain process CPU per step
+    over Ray's): on a shared machine the two loops get different shares of a core, so their wall rates
+    measure the neighbours; their CPU per step measures the loops. None unless like-for-like."""
+    if not same:
+        return None
+    return cpu["plain"]["process_s_per_step"] / cpu["ray"]["process_s_per_step"]
 
 
 def _worker_cpus() -> float:

@@ -113,8 +113,14 @@ def test_report_names_model_hardware_date_and_carries_versions():
                    "not like-for-like", "ray 0.700 s thread", "60.0 samples/s", "0.90x (450 vs 500"):
         assert needle in md, needle
     r.update(train_overhead_ratio=0.99, like_for_like=True)
-    assert "| 0.99x (50.0 vs 50.5)" in report.markdown(r, "x")
+    assert "| 0.99x (wall: 50.0 vs 50.5 samples/s)" in report.markdown(r, "x")
     assert set(r["environment"]["versions"]) == {"python", "torch", "ray", "open_clip"}
+
+
+def test_overhead_ratio_is_per_cpu_second_and_only_like_for_like():
+    cpu = {"ray": {"process_s_per_step": 0.547}, "plain": {"process_s_per_step": 0.531}}
+    assert run.overhead_ratio(cpu, True) == pytest.approx(0.531 / 0.547)
+    assert run.overhead_ratio(cpu, False) is None
 
 
 @pytest.mark.slow
@@ -136,6 +142,8 @@ def test_tiny_run_writes_every_key(tmp_path, monkeypatch):
     assert all(cpu[s]["thread_s_per_step"] > 0 for s in ("ray", "plain", "openclip_train"))
     assert isinstance(data["like_for_like"], bool) and data["cpu_model"]
     assert (data["train_overhead_ratio"] is not None) == data["like_for_like"]
+    if data["like_for_like"]:
+        assert data["train_overhead_ratio"] == pytest.approx(run.overhead_ratio(cpu, True))
     assert data["ingest_steady"]["torch_dataloader"]["rows"] == data["ingest_steady"]["ray_data"]["rows"] == 300
     assert list(tmp_path.glob("radisim-tiny_cpu*_*.md"))
 
