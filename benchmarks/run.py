@@ -1,12 +1,17 @@
-"""All CPU benchmarks in one run: Ray Train overhead, data wait, Ray Data vs DataLoader, FLOP
-utilisation, eval cache. Ratios are measured side by side in the same run (the machine is shared).
+"""All CPU benchmarks in one run: Ray Train overhead (like-for-like, with open_clip_train's loop as the
+anchor), data wait, Ray Data vs DataLoader (cold pass and steady state), FLOP utilisation, eval cache.
+Ratios are measured side by side in the same run; on a shared machine the training comparison is
+checked on CPU seconds per step first (benchmarks/cpu_clock.py).
 
-    python -m benchmarks.run --quick --out bench.json     # < 10 min on 2 CPUs
+    python -m benchmarks.run --quick --out bench.json     # ~10 min on 2 idle CPUs
     python -m benchmarks.run --out bench.json             # longer windows, 2 phase fits
 
-Writes FILE (JSON: train_overhead_ratio, data_wait_frac, raydata_vs_dataloader_ratio, cpu_flop_util,
-eval_cache_speedup, details under train/data/flops/eval/ingest/environment) and the Markdown report
-`<model>_<hardware>_<date>.md` next to it (or in --report-dir). GPU figures: benchmarks/gpu_check.py.
+Writes FILE (JSON: train_overhead_ratio (null unless like_for_like), like_for_like,
+openclip_train_samples_per_s, data_wait_frac, raydata_vs_dataloader_ratio (cold pass),
+raydata_vs_dataloader_steady_ratio (512 px JPEG -> 224, per worker CPU-second), cpu_flop_util,
+eval_cache_speedup, cpu_model; details under train/data/flops/eval/ingest/ingest_steady/environment)
+and the Markdown report `<model>_<hardware>_<date>.md` next to it (or in --report-dir). GPU figures:
+benchmarks/gpu_check.py and benchmarks/device_decode.py.
 """
 from __future__ import annotations
 
@@ -34,12 +39,13 @@ class Sizes:
     eval_images: int
     n_bootstrap: int
     ingest_rows: int
+    steady_rows: int     # rows of 512 px JPEG for the steady-state ingest pair
 
 
 QUICK = Sizes(steps=30, log_every=5, fits=1, plain_steps=15, train_images=500, eval_images=240, n_bootstrap=100,
-              ingest_rows=3000)  # fewer rows measure Ray Data's fixed start-up, not its throughput
+              ingest_rows=3000, steady_rows=768)
 FULL = Sizes(steps=80, log_every=10, fits=2, plain_steps=40, train_images=1200, eval_images=700, n_bootstrap=1000,
-             ingest_rows=6000)
+             ingest_rows=6000, steady_rows=4096)
 
 
 class LoadSampler:
@@ -93,6 +99,7 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
     import torch
 
     from benchmarks import eval_cache, flops, ingest_throughput, train_overhead
+    from benchmarks.cpu_clock import LIKE_FOR_LIKE_TOLERANCE, like_for_like
     from radisim.curriculum.phantom import write_phantom_dataset
     from radisim.platform.data.pipeline import train_dir
 
@@ -103,8 +110,7 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
     write_phantom_dataset(data_root, n_train_images=sizes.train_images, n_eval_images=sizes.eval_images, seed=0,
                           progress=False)
 
-    say(f"FLOP count and fp32 matmul peak ({threads} thread)")
-    peaks = [flops.matmul_peak(threads)]
+    say("FLOP count of one step")
     # the plain step starts from the same weights as the Ray fit (seed 0, as runner.save_init_checkpoint)
     step = train_overhead.TrainStep(model, threads, total_steps=sizes.steps)
     n_rows = batch * max(2, sizes.log_every)
@@ -115,22 +121,27 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
     decode_cpu_ms_per_row = (time.thread_time() - c0) / n_rows * 1e3
     flops_per_step, per_op = flops.count_flops(lambda: step(images[:batch], text[:batch]))
     optimizer_ms = train_overhead.optimizer_step_cpu_ms(step)
+    del step, images, text
 
-    say(f"plain PyTorch loop (before): {sizes.plain_steps} steps")
-    plain = [train_overhead.plain_loop(step, images, text, sizes.plain_steps, batch, sizes.log_every)]
-
+    plain_kw = dict(train_dir=train_dir(str(data_root)), model=model, threads=threads, steps=sizes.plain_steps,
+                    batch=batch, log_every=sizes.log_every, total_steps=sizes.steps, rows=n_rows, runs=1)
     with local_ray():
+        cpus = _worker_cpus()
+        say(f"plain PyTorch loop in a Ray worker ({cpus} CPU, {threads} thread), before: {sizes.plain_steps} steps")
+        plain_runs = [train_overhead.plain_in_worker(num_cpus=cpus, **plain_kw)]
         say(f"Ray Train: {sizes.fits} phase fit(s) x {sizes.steps} steps, batch {batch}")
         fit = train_overhead.ray_fit(str(data_root), str(work / "train"), sizes.steps, sizes.log_every, batch,
                                      fits=sizes.fits, model=model, threads=threads)
-        say("plain PyTorch loop (after)")
-        torch.set_num_threads(threads)
-        plain.append(train_overhead.plain_loop(step, images, text, sizes.plain_steps, batch, sizes.log_every))
-        peaks.append(flops.matmul_peak(threads))
+        say("plain PyTorch loop in a Ray worker, after")
+        plain_runs.append(train_overhead.plain_in_worker(num_cpus=cpus, **plain_kw))
+        say(f"open_clip_train's train_one_epoch in a Ray worker: {sizes.plain_steps} steps")
+        anchor = train_overhead.openclip_in_worker(model, threads, sizes.plain_steps, batch, sizes.log_every, cpus)
         say("eval suite: cold, then cached")
         ev = eval_cache.eval_cold_vs_cached(fit["init_checkpoint"], str(data_root), str(work / "eval-cache"),
                                             sizes.n_bootstrap, model=model)
     ev.update(n_images=sizes.eval_images, n_bootstrap=sizes.n_bootstrap)
+    plain = [w for r in plain_runs for w in r["windows"]]
+    peaks = [p for r in plain_runs for p in r["peaks"]]
 
     say(f"ingest: torch DataLoader vs Ray Data, {sizes.ingest_rows} rows (benchmarks/ingest_throughput.py)")
     manifest = ingest_throughput.make_manifest(work / "ingest", sizes.ingest_rows, 256)
@@ -139,6 +150,8 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
     ingest = {"rows": sizes.ingest_rows, "workers": 2, "src_size": 256, "image_size": 64, "batch": 128,
               "torch_dataloader": {"rows": t_rows, "seconds": t_s, "rows_per_s": t_rows / t_s},
               "ray_data": {"rows": r_rows, "seconds": r_s, "rows_per_s": r_rows / r_s}}
+    say(f"steady-state ingest: {sizes.steady_rows} rows of 512 px JPEG -> 224 px, 2 workers each side")
+    steady = ingest_throughput.steady_pair(work / "steady", "jpeg", sizes.steady_rows, workers=2, model=model)
 
     ray_steady = [f["windows"].steady() for f in fit["fits"]]
     plain_steady = [p.steady() for p in plain]
@@ -150,8 +163,17 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
     plain_sps = sum(plain_rates) / len(plain_rates)
     peak_wall, peak_cpu = max(p["wall"] for p in peaks), max(p["cpu"] for p in peaks)
     achieved_wall = flops_per_step * ray_sps / batch
+    cpu = {"ray": _mean_cpu([f["cpu"] for f in fit["fits"]]),
+           "plain": _mean_cpu([train_overhead.plain_cpu(p, sizes.log_every) for p in plain]),
+           "openclip_train": train_overhead.plain_cpu(anchor, sizes.log_every)}
+    same = cpu["ray"]["thread_s_per_step"] is not None and like_for_like(cpu["ray"]["thread_s_per_step"],
+                                                                         cpu["plain"]["thread_s_per_step"])
     return {
-        "train_overhead_ratio": ray_sps / plain_sps,
+        # a ratio only where both sides did the same work per sample (CPU seconds of the training thread)
+        "train_overhead_ratio": overhead_ratio(cpu, same),
+        "like_for_like": same,
+        "openclip_train_samples_per_s": anchor.steady().rate(),
+        "raydata_vs_dataloader_steady_ratio": steady["ratio_per_cpu_s"],
         "data_wait_frac": ray_wait,
         "raydata_vs_dataloader_ratio": ingest["ray_data"]["rows_per_s"] / ingest["torch_dataloader"]["rows_per_s"],
         # per CPU-second of the training thread vs per CPU-second of the GEMM thread: robust to load
@@ -171,6 +193,12 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
             "plain_data": "the same Parquet rows pre-decoded in memory by pipeline.preprocess (no DataLoader)",
             "decode_cpu_ms_per_row": decode_cpu_ms_per_row,
             "plain_step_cpu_s": sum(sum(p.cpu_seconds) for p in plain_steady) / sum(len(p.cpu_seconds) for p in plain_steady) / sizes.log_every,
+            "plain_process": "a Ray worker started by the same raylet as the Train worker, same CPUs and threads",
+            "plain_malloc_env": plain_runs[0]["malloc_env"],
+            "wall_ratio_measured": ray_sps / plain_sps,
+            "cpu_per_step": cpu,
+            "like_for_like_tolerance": LIKE_FOR_LIKE_TOLERANCE,
+            "openclip_train_windows": anchor.samples_per_s,
         },
         "data": {"data_wait_frac_steady": ray_wait,
                  "data_wait_frac_all_windows": [f["windows"].wait() for f in fit["fits"]],
@@ -185,7 +213,34 @@ def run(sizes: Sizes, work: Path, model: str = "radisim-tiny", batch: int = 64) 
                   "optimizer_step_cpu_ms": optimizer_ms},
         "eval": ev,
         "ingest": ingest,
+        "ingest_steady": steady,
     }
+
+
+def overhead_ratio(cpu: dict, same: bool) -> float | None:
+    """Ray / plain in samples per CPU-second of each side's training process (plain process CPU per step
+    over Ray's): on a shared machine the two loops get different shares of a core, so their wall rates
+    measure the neighbours; their CPU per step measures the loops. None unless like-for-like."""
+    if not same:
+        return None
+    return cpu["plain"]["process_s_per_step"] / cpu["ray"]["process_s_per_step"]
+
+
+def _worker_cpus() -> float:
+    from radisim.platform.config import TrainConfig
+
+    return TrainConfig().cpus_per_worker
+
+
+def _mean_cpu(rows: list[dict]) -> dict:
+    """Step-weighted mean of `steady_cpu` / `plain_cpu` rows."""
+    rows = [r for r in rows if r["steps"]]
+    steps = sum(r["steps"] for r in rows)
+    if not steps:
+        return {"steps": 0, "thread_s_per_step": None, "process_s_per_step": None, "thread_cpu_share": None}
+    mean = {k: sum(r[k] * r["steps"] for r in rows) / steps
+            for k in ("thread_s_per_step", "process_s_per_step", "thread_cpu_share")}
+    return {"steps": steps, **mean}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     with LoadSampler() as load, tempfile.TemporaryDirectory(prefix="radisim-bench-") as tmp:
         result = run(QUICK if args.quick else FULL, Path(tmp), args.model, args.batch)
     result["environment"] = environment()
+    result["cpu_model"] = result["environment"]["cpu_model"]
     result["load"] = {"start": list(load_start), "end": list(os.getloadavg()),
                       "max_1min": max(load.samples or [0.0]), "mean_1min": sum(load.samples) / max(1, len(load.samples))}
     result["wall_s"] = time.perf_counter() - t0

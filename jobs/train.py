@@ -92,6 +92,7 @@ def dry_run(cfg: JobConfig) -> "TrainPlan":
     """Resolve and print the plan (phases with rows, steps, epochs, LR schedule, contrastive batch,
     workers, GPUs) from the manifest's row counts; starts no Ray, no fit, no MLflow run. Returns it."""
     from radisim.platform.data.pipeline import phase_counts, train_dir
+    from radisim.platform.sizing import section_for_plan
     from radisim.platform.train.plan import build_plan, format_plan
 
     root = Path(resolve_path(cfg.data.root))
@@ -102,6 +103,7 @@ def dry_run(cfg: JobConfig) -> "TrainPlan":
         plan = build_plan(cfg, phase_counts(train_dir(resolve_path(cfg.data.root))))
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
+    plan.sections["data stream sizing"] = section_for_plan(plan)  # cores per GPU (platform/sizing.py)
     print(format_plan(plan), flush=True)
     return plan
 

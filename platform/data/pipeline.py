@@ -59,10 +59,21 @@ def _tokenizer(model_name: str):
     return open_clip.get_tokenizer(model_name)
 
 
+def is_dicom(data: bytes) -> bool:
+    """DICOM Part 10 bytes: a 128-byte preamble, then "DICM"."""
+    return data[128:132] == b"DICM"
+
+
 def decode_gray(data: bytes, size: int) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 [size, size] grayscale."""
+    """PNG/JPEG bytes -> uint8 [size, size] grayscale. DICOM bytes (a manifest that stores the files
+    themselves) go through `imaging.read_dicom` (CT rescaled to HU and windowed, MR/DR percentile
+    scaled, the middle frame of a multi-frame file), then the same resize."""
     from PIL import Image
 
+    if is_dicom(data):
+        from radisim.platform.data.imaging import read_dicom, resize_gray
+
+        return resize_gray(read_dicom(data)[0], size)
     with Image.open(io.BytesIO(data)) as img:
         img = img.convert("L")
         if img.size != (size, size):
@@ -276,3 +287,97 @@ def twin_rate(image_ids: list[str], batch_size: int) -> float:
         counts = Counter(image_ids[b * batch_size:(b + 1) * batch_size])
         twins += sum(c for c in counts.values() if c > 1)
     return twins / max(1, n_batches * batch_size)
+
+
+# ------------------------------------------------------------------------ device-side decode (GPU hosts)
+# With `decode_on_device`, the CPU tasks ship JPEG bytes instead of pixels and the Train worker decodes
+# them on its GPU (nvJPEG through torchvision), resizes there and normalises there: the host's cores
+# then only read, tokenize and copy. Rows that are not JPEG (PNG, DICOM: windowing is host work) are
+# decoded on the host as usual and travel as pixels in the same columns.
+
+#: `image_kind` values: the row's `image_bytes` hold JPEG bytes / raw [size, size] uint8 pixels.
+JPEG_BYTES, RAW_PIXELS = 0, 1
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
+
+
+def preprocess_encoded(batch: dict, image_size: int, model_name: str) -> dict:
+    """The host half of device decode: `image_bytes` uint8 [B, L] (each row's JPEG bytes, or its
+    host-decoded [image_size, image_size] pixels for other formats, zero-padded to the batch's longest
+    row: a fixed-width array moves zero-copy through the object store and `iter_torch_batches`),
+    `image_nbytes` int64 [B], `image_kind` int8 [B] (JPEG_BYTES / RAW_PIXELS), `text` as `preprocess`.
+    Undecodable non-JPEG rows are dropped and counted as in `preprocess`; a corrupt JPEG fails on the
+    device, where `device_decode` names the batch row."""
+    payloads, kinds, keep, bad = [], [], [], []
+    for i, data in enumerate(batch["image"]):
+        data = bytes(data)
+        try:
+            if is_jpeg(data):
+                payloads.append(np.frombuffer(data, np.uint8))
+                kinds.append(JPEG_BYTES)
+            else:
+                payloads.append(decode_gray(data, image_size).reshape(-1))
+                kinds.append(RAW_PIXELS)
+            keep.append(i)
+        except Exception:
+            bad.append(str(batch["image_id"][i]))
+    if bad:
+        log.warning("skipped %d undecodable images, e.g. %s", len(bad), bad[:3])
+    width = max((len(p) for p in payloads), default=0)
+    packed = np.zeros((len(payloads), width), np.uint8)
+    for row, p in zip(packed, payloads):
+        row[: len(p)] = p
+    captions = [str(batch["caption"][i]) for i in keep]
+    return {"image_bytes": packed, "image_nbytes": np.array([len(p) for p in payloads], np.int64),
+            "image_kind": np.array(kinds, np.int8), "text": _tokens(_tokenizer(model_name), captions)}
+
+
+def device_decode(batch: dict, image_size: int, device=None):
+    """The device half: a batch of `preprocess_encoded` tensors -> uint8 [B, image_size, image_size] on
+    `device` (default: where `image_bytes` is). JPEG rows are decoded in one batched
+    `torchvision.io.decode_jpeg(..., device=...)` call (nvJPEG on CUDA; libjpeg-turbo on CPU, which
+    is what the tests run) and resized with antialiased bilinear interpolation (the same filter as
+    the host path's PIL BILINEAR); raw rows are reshaped. Output as `preprocess`'s `image`, ready for
+    `loop.normalise` on the same device."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data, nbytes, kind = batch["image_bytes"], batch["image_nbytes"].tolist(), batch["image_kind"].tolist()
+    device = torch.device(device) if device is not None else data.device
+    out = torch.empty((len(nbytes), image_size, image_size), dtype=torch.uint8, device=device)
+    jpeg_rows = [i for i, k in enumerate(kind) if k == JPEG_BYTES]
+    for i, k in enumerate(kind):
+        if k == RAW_PIXELS:
+            out[i] = data[i, : image_size * image_size].view(image_size, image_size).to(device)
+    if jpeg_rows:
+        host = data.cpu()  # decode_jpeg reads its inputs from host memory, also for device decode
+        encoded = [host[i, : nbytes[i]] for i in jpeg_rows]
+        try:
+            decoded = decode_jpeg(encoded, mode=ImageReadMode.GRAY, device=device)
+        except RuntimeError as err:
+            raise ValueError(f"a JPEG in this batch (rows {jpeg_rows}) cannot be decoded: {err}") from None
+        for i, img in zip(jpeg_rows, decoded):
+            out[i] = _resize_gray_tensor(img, image_size)
+    return out
+
+
+def _resize_gray_tensor(img, size: int):
+    """uint8 [1, H, W] -> uint8 [size, size], antialiased bilinear (as PIL's BILINEAR resize)."""
+    import torch.nn.functional as F
+
+    if tuple(img.shape[-2:]) == (size, size):
+        return img[0]
+    x = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x[0, 0].round_().clamp_(0, 255).to(img.dtype)
+
+
+def device_batch_options(device) -> dict:
+    """`iter_torch_batches` options that keep the step from waiting on host-to-device copies: batches
+    land on `device` (Ray's collate thread moves them), through pinned host memory on CUDA (an
+    asynchronous copy), with the next 2 batches fetched while the current one trains."""
+    import torch
+
+    device = torch.device(device)
+    return {"device": device, "pin_memory": device.type == "cuda", "prefetch_batches": 2}

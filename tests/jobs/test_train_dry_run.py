@@ -52,7 +52,8 @@ def test_the_recipe_plan(manifest, capsys, tmp_path, monkeypatch):
         assert f"{p.name}" in out and p.loss == "siglip"
     assert plan.total_steps == sum(p.steps for p in plan.phases) and plan.gpus == 4
     assert plan.phases[0].lr_start == pytest.approx(1e-4 / 2)  # step 1 of a 2-step warm-up
-    assert "sizing" not in out  # sections are empty until someone adds one
+    # the data-stream sizing section (platform/sizing.py): no GPU rate given, so cores per 1,000 images/s
+    assert "data stream sizing:\n  GPU step rate not given: each 1,000 images/s per GPU needs 2.5 decode cores" in out
     plan.sections["sizing"] = ["decode: 1 core per 300 images/s"]
     from radisim.platform.train.plan import format_plan
 
