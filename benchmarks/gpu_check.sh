@@ -6,10 +6,12 @@
 #      bf16 dense), data-wait fraction and peak memory;
 #   2. the real train job (benchmarks/gpu_check_fit.py): one use_gpu Ray Train worker (NCCL process
 #      group), bf16, accumulation, two SigLIP phases, checkpoints, stopped mid-phase and resumed, then
-#      the zero-shot evaluation; prints each phase's logged samples/s and data-wait.
+#      the zero-shot evaluation; prints each phase's logged samples/s and data-wait;
+#   3. JPEG decode (benchmarks/device_decode.py): images/s with host (PIL) decode vs device (nvJPEG)
+#      decode + resize.
 # Results: benchmarks/results/gpu_check_<model>_<gpu>_<date>.json and <work>/gpu_check_fit.json.
 #
-#   benchmarks/gpu_check.sh                                  # both parts
+#   benchmarks/gpu_check.sh                                  # all three parts
 #   STEPS=100 benchmarks/gpu_check.sh --batch-size 128       # extra args go to gpu_check.py (part 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +29,14 @@ PY
 GPU=$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))")
 OUT="benchmarks/results/gpu_check_radisim-vit-b16_${GPU}_$(date +%Y-%m-%d).json"
 DATA=radisim_work/data/phantom-224
-echo "== 1/2 training step: compile, bf16, SigLIP, accumulation 2 x 128 =="
-timeout 270 "$PY" benchmarks/gpu_check.py --device cuda --model radisim-vit-b16 \
+echo "== 1/3 training step: compile, bf16, SigLIP, accumulation 2 x 128 =="
+timeout 240 "$PY" benchmarks/gpu_check.py --device cuda --model radisim-vit-b16 \
     --steps "${STEPS:-200}" --warmup-steps 20 --batch-size 256 --grad-accum 2 --loss siglip --precision bf16 \
     --compile --data-root "$DATA" --n-images 1500 --out "$OUT" "$@"
-echo "== 2/2 train job: 1 use_gpu worker (NCCL), bf16, accumulation, SigLIP, checkpoint, resume, evaluation =="
+echo "== 2/3 train job: 1 use_gpu worker (NCCL), bf16, accumulation, SigLIP, checkpoint, resume, evaluation =="
 timeout 480 "$PY" benchmarks/gpu_check_fit.py --device cuda --model radisim-vit-b16 \
     --n-images 600 --steps 60 --checkpoint-every 20 --batch-size 128 --grad-accum 2 --timeout 210 \
     --work radisim_work/gpu_check_fit
+echo "== 3/3 JPEG decode: host vs device =="
+timeout 60 "$PY" benchmarks/device_decode.py --device cuda --images 4096 --batch 256 \
+    --out "benchmarks/results/device_decode_${GPU}_$(date +%Y-%m-%d).json"
