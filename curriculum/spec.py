@@ -50,6 +50,13 @@ class PhaseSpec(BaseModel):
     replay_from: Optional[list[str]] = None
     #: Towers kept fixed in this phase.
     freeze: list[Literal["visual", "text"]] = Field(default_factory=list)
+    #: With `freeze`: True (the default) also holds the frozen tower's normalisation statistics
+    #: (eval mode: BatchNorm running statistics fixed, dropout off), so the tower is bit-identical after
+    #: the phase. False fixes the weights only and lets BatchNorm normalise with, and track, the phase's
+    #: batch statistics (open_clip's `lock_image_tower(freeze_bn_stats=False)`). That is for towers whose
+    #: statistics were never fitted to data: a random-init ResNet tower in eval mode maps every image to
+    #: nearly the same embedding (initial running mean 0, variance 1), so nothing could be learnt against it.
+    freeze_norm_stats: bool = True
     #: Counterfactual captions per sample (curriculum/counterfactuals.py): hard negatives that differ
     #: from the true caption only in what the row's phase teaches ("upper left" -> "lower right").
     #: Each costs one more caption through the text tower.

@@ -253,7 +253,8 @@ class PhaseRun:
         model = bundle.model
         model.output_dict = True
         self.bundle_config, self.tokenizer = bundle.config, bundle.tokenizer
-        self.frozen = freeze_towers(model, phase["freeze"])
+        frozen = freeze_towers(model, phase["freeze"])  # weights locked either way
+        self.frozen = frozen if phase.get("freeze_norm_stats", True) else []  # eval mode: statistics too
         unused_logit_bias(model, phase["loss"])
         self.layout = use_channels_last(model) if tcfg["channels_last"] else torch.contiguous_format
         model = ray.train.torch.prepare_model(model)  # [ray] DDP + device placement

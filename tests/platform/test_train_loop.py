@@ -41,6 +41,25 @@ def test_a_frozen_tower_is_bit_identical_after_training_batchnorm_buffers_includ
     assert not torch.equal(text_before, model.text_projection)
 
 
+def test_freeze_norm_stats_false_fixes_weights_and_lets_batchnorm_follow_the_data():
+    """The phase option for random-init towers: weights bit-identical, running statistics updated."""
+    from radisim.curriculum.spec import PhaseSpec
+
+    assert PhaseSpec(name="modality", steps=1, freeze=["visual"]).freeze_norm_stats  # frozen means frozen
+    torch.manual_seed(0)
+    model = load_clip("radisim-tiny").model
+    model.output_dict = True
+    before = {k: v.clone() for k, v in model.visual.state_dict().items()}
+    loop.freeze_towers(model, ["visual"])
+    loop.train_mode(model, [])  # what the loop does with freeze_norm_stats: false
+    _steps(model, 1, accum=1)
+    after = model.visual.state_dict()
+    stats = [k for k in before if "running_" in k]
+    weights = [k for k in before if k not in stats and "num_batches_tracked" not in k]
+    assert all(torch.equal(before[k], after[k]) for k in weights)
+    assert any(not torch.equal(before[k], after[k]) for k in stats)
+
+
 def test_lock_image_tower_alone_would_let_batchnorm_drift():
     """Why `train_mode` keeps the frozen tower in eval: open_clip's lock leaves BatchNorm in train mode."""
     torch.manual_seed(0)
