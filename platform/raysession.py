@@ -11,7 +11,7 @@ from .config import RayConfig
 log = logging.getLogger(__name__)
 
 #: Environment of a local Ray's processes (a user's own environment wins), each setting one process
-#: start or one page-fault storm fewer on a small machine (figures: docs/performance-notes.md):
+#: start or one page-fault storm fewer on a small machine (figures: docs/performance.md, "Local Ray settings"):
 #: - RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=0: a laptop gets no preemption notices, and the watcher is one
 #:   more process per phase fit.
 #: - RAY_TRAIN_HEALTH_CHECK_INTERVAL_S=0.5: the controller notices a finished worker group on its next

@@ -265,122 +265,6 @@ class RunState:
         storage.write_json(self.path, {k: v for k, v in self.__dict__.items() if k != "path"})
 
 
-def run_curriculum(
-    cfg: JobConfig,
-    evaluate: Optional[Evaluator] = None,
-    on_evaluation: Optional[Callable[[list[tuple[str, dict[str, float]]]], None]] = None,
-    extra_tags: Optional[dict[str, str]] = None,
-    parent_run_id: Optional[str] = None,
-    overlap_eval: Optional[bool] = None,
-) -> CurriculumResult:
-    """Train every phase of `cfg.curriculum` in order; evaluate after each if `evaluate` is given.
-
-    `overlap_eval` (None: `eval.overlap`): evaluate each phase's weights while the next phase's fit
-    starts. `evaluate` and `on_evaluation` are called from this thread either way, in phase order.
-
-    Idempotent: a run is named by `tracking.run_name` (default: derived from the config); running it
-    again skips finished phases, resumes an interrupted one from its latest checkpoint, and keeps
-    logging into the same MLflow run tree."""
-    counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
-    cfg = resolve_epochs(cfg, counts)  # epochs -> steps from the manifest, before any fit starts
-    cfg = cfg.model_copy(update={"curriculum": cfg.curriculum.effective()})  # apply the ordering once
-    spec = cfg.curriculum
-    for p in spec.phases:
-        if p.epochs:
-            print(f"phase {p.name}: {p.epochs:g} epochs of its rows = {p.steps} steps", flush=True)
-    tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
-    run_name = cfg.tracking.run_name or default_run_name(cfg)
-    store = resolve_path(cfg.train.storage_path)
-    base = storage.join(store, run_name)
-    state = RunState.load_or_new(storage.join(base, RUN_STATE_FILE), config_hash(cfg))
-    tags = {"curriculum": spec.name, "ordering": spec.ordering, "pacing": spec.pacing.name, "seed": str(cfg.train.seed),
-            "model": cfg.model.name, "radisim.run_name": run_name, **(extra_tags or {})}
-    costs = budget(cfg)
-    already_finished = state.finished
-    if state.parent_run_id:
-        parent = state.parent_run_id
-        if not already_finished:  # a finished run is shown, not touched (its end time stays)
-            tracker.client.update_run(parent, "RUNNING")
-        done = sum(1 for p in state.phases.values() if p.get("evaluated") or p.get("trained"))
-        print(f"resuming run {run_name}: {done}/{len(spec.phases)} phases already done" +
-              (" (the run is complete; nothing is retrained)" if state.finished else ""), flush=True)
-    else:
-        parent = tracker.start_run(run_name, parent_id=parent_run_id, tags=tags)
-        # The sweep's own settings belong to the sweep run; here they would only crowd MLflow's compare view.
-        tracker.log_params(parent, {**flatten(cfg.model_dump(mode="json", exclude={"ablate"})), **costs})
-        tracker.log_metrics(parent, costs)
-        state.parent_run_id = parent
-        state.save()
-    evaluations: list[tuple[str, dict[str, float]]] = []
-
-    def _evaluate(ckpt, label: str, run_ids: list[str], step: int) -> dict[str, float]:
-        with ckpt.as_directory() as local:
-            metrics = evaluate(local, label)
-        for rid in run_ids:
-            tracker.log_metrics(rid, metrics, step=step)
-        return metrics
-
-    def _record(label: str, metrics: Optional[dict[str, float]]) -> None:
-        if metrics:
-            evaluations.append((label, metrics))
-            if on_evaluation:
-                on_evaluation(evaluations)
-
-    # `later`: the evaluation of the weights just trained, run while the next phase's fit starts when
-    # `overlap` is on (see `_run_phase`), else before it; everything it touches stays in this thread.
-    later: Optional[Callable[[], None]] = None
-    overlap = cfg.eval.overlap if overlap_eval is None else overlap_eval
-    try:
-        if state.init_checkpoint:
-            checkpoint, image_size = storage.checkpoint_at(store, state.init_checkpoint), None
-        else:
-            checkpoint, image_size = save_init_checkpoint(cfg, storage.join(base, "init"))
-            state.init_checkpoint = checkpoint.path
-            state.save()
-        if evaluate and cfg.eval.untrained_baseline and state.untrained is None:
-            def later(ckpt=checkpoint) -> None:
-                state.untrained = _evaluate(ckpt, UNTRAINED, [parent], step=0)
-                state.save()
-                _record(UNTRAINED, state.untrained)
-        else:
-            if evaluate and cfg.eval.untrained_baseline and not state.finished:
-                with checkpoint.as_directory() as local:  # resumed: later phases' gains are measured against it
-                    evaluate(local, UNTRAINED)
-            _record(UNTRAINED, state.untrained)
-        outcomes: list[PhaseOutcome] = []
-        offset = 0
-        for i, phase in enumerate(spec.phases):
-            outcome = _run_phase(cfg, i, state, tracker, tags, parent, checkpoint, counts, offset, run_name, image_size,
-                                 meanwhile=later, overlap=overlap)
-            checkpoint = outcome.checkpoint
-            offset += phase.steps
-            wants_eval = bool(evaluate) and (cfg.eval.after_each_phase or i == len(spec.phases) - 1)
-
-            def later(outcome=outcome, rec=state.phases[str(i)], wants_eval=wants_eval) -> None:
-                if wants_eval and not rec.get("evaluated"):
-                    rec["eval"] = _evaluate(outcome.checkpoint, outcome.label, [outcome.run_id, parent],
-                                            step=outcome.index)
-                    rec["evaluated"] = True
-                    state.save()
-                outcome.eval_metrics = rec.get("eval") or {}
-                _record(outcome.label, outcome.eval_metrics)
-                if not already_finished:
-                    tracker.end(outcome.run_id)
-            outcomes.append(outcome)
-        later()
-        if not already_finished and cfg.tracking.register_model:
-            register_final_model(cfg, tracker, parent, outcomes[-1], run_name)
-        state.finished = True
-        state.save()
-        if not already_finished:
-            tracker.end(parent)
-    except BaseException:
-        if not already_finished:
-            tracker.end(parent, "FAILED")
-        raise
-    return CurriculumResult(parent, run_name, tracker.uri, outcomes, evaluations, costs)
-
-
 def register_final_model(cfg: JobConfig, tracker: Tracker, parent: str, last: PhaseOutcome, run_name: str) -> None:
     """The curriculum's final checkpoint as a new version of the registered model of its curriculum,
     the last evaluation's stage scores as its tags. A registry that refuses (e.g. a server that takes no
@@ -400,63 +284,291 @@ def register_final_model(cfg: JobConfig, tracker: Tracker, parent: str, last: Ph
     print(f"registered model {name} version {version} ({last.checkpoint.path})", flush=True)
 
 
-def _run_phase(cfg: JobConfig, i: int, state: RunState, tracker: Tracker, tags: dict, parent: str, checkpoint,
-               counts: dict[str, int], offset: int, run_name: str, image_size: Optional[int],
-               meanwhile: Optional[Callable[[], None]] = None, overlap: bool = False) -> PhaseOutcome:
-    """Fit phase `i` unless the run state says it is trained; returns its outcome either way.
+def run_curriculum(
+    cfg: JobConfig,
+    evaluate: Optional[Evaluator] = None,
+    on_evaluation: Optional[Callable[[list[tuple[str, dict[str, float]]]], None]] = None,
+    extra_tags: Optional[dict[str, str]] = None,
+    parent_run_id: Optional[str] = None,
+    overlap_eval: Optional[bool] = None,
+) -> CurriculumResult:
+    """Train every phase of `cfg.curriculum` in order; evaluate after each if `evaluate` is given.
 
-    `meanwhile` (the previous evaluation) runs in this thread before the fit, or with `overlap` while
-    the fit starts in a helper thread: Ray Train spends the first 10-20 s of a fit starting processes
-    that each import torch on one core, and the evaluation takes 5-10 s of the other."""
-    spec, store = cfg.curriculum, resolve_path(cfg.train.storage_path)
-    phase = spec.phases[i]
-    label = phase_label(i, phase.name)
-    rec = state.phases.setdefault(str(i), {})
-    if rec.get("trained"):
-        if meanwhile:
-            meanwhile()
-        return PhaseOutcome(i + 1, phase.name, rec["child_run_id"], storage.checkpoint_at(store, rec["checkpoint"]),
-                            rec.get("train_metrics", {}), label=label)
-    mix = spec.mix(i, counts)
-    if rec.get("child_run_id"):
-        child = rec["child_run_id"]
-        tracker.client.update_run(child, "RUNNING")
-    else:
-        child = tracker.start_run(label, parent_id=parent, tags={**tags, "phase": phase.name, "phase_index": str(i + 1)})
-        tracker.log_params(child, {**flatten(phase.model_dump(mode="json"), "phase."),
-                                   **{f"mix.{tag}": round(p, 4) for tag, p in mix.items()},
-                                   "phase.expected_rows": expected_rows(counts, mix),
-                                   "worker.torch_threads": worker_threads(cfg)})
+    `overlap_eval` (None: `eval.overlap`): evaluate each phase's weights while the next phase's fit
+    starts. `evaluate` and `on_evaluation` are called from this thread either way, in phase order.
+
+    Idempotent: a run is named by `tracking.run_name` (default: derived from the config); running it
+    again skips finished phases, resumes an interrupted one from its latest checkpoint, and keeps
+    logging into the same MLflow run tree."""
+    run = _CurriculumRun.open(cfg, evaluate, on_evaluation, extra_tags, parent_run_id)
+    overlap = run.cfg.eval.overlap if overlap_eval is None else overlap_eval
+    return run.execute(_DeferredEvaluation(overlap))
+
+
+class _DeferredEvaluation:
+    """The one place that decides when the evaluation of the weights last trained runs.
+
+    A phase's evaluation is deferred (`defer`) until the next phase is set up. With `overlap` it then
+    runs in this thread while that phase's fit runs in a helper thread (`during_fit`): Ray Train spends
+    the first 10-20 s of a fit starting processes that each import torch on one core, and the evaluation
+    takes 5-10 s of the other. Without `overlap` it runs just before the fit (`before_fit`). A phase that
+    is already trained, and the end of the curriculum, run it at once (`run`)."""
+
+    def __init__(self, overlap: bool):
+        self.overlap = overlap
+        self._work: Optional[Callable[[], None]] = None
+
+    def defer(self, work: Optional[Callable[[], None]]) -> None:
+        self._work = work
+
+    def run(self) -> None:
+        work, self._work = self._work, None
+        if work:
+            work()
+
+    def before_fit(self) -> None:
+        if not self.overlap:
+            self.run()
+
+    def during_fit(self, fit: Callable[..., Any], *args) -> Any:
+        work, self._work = self._work, None
+        return _fit_with(work, fit, *args)
+
+
+@dataclass
+class _PhaseFit:
+    """A phase about to be fitted: its child run is open, its state record is `rec`."""
+    index: int
+    label: str
+    child: str
+    rec: dict[str, Any]
+    mix: dict[str, float]
+    image_size: int
+
+
+@dataclass
+class _CurriculumRun:
+    """One curriculum run on the driver: its resolved config, run state and MLflow run tree."""
+    cfg: JobConfig
+    counts: dict[str, int]
+    tracker: Tracker
+    run_name: str
+    store: str
+    state: RunState
+    tags: dict[str, str]
+    costs: dict[str, int]
+    parent: str
+    evaluate: Optional[Evaluator]
+    on_evaluation: Optional[Callable[[list[tuple[str, dict[str, float]]]], None]]
+    #: a finished run is shown, not touched: no run of its tree is reopened or ended
+    already_finished: bool
+    evaluations: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, cfg: JobConfig, evaluate, on_evaluation, extra_tags, parent_run_id) -> "_CurriculumRun":
+        """Resolve the config (epochs -> steps, the ordering), load the run state, open or reopen the parent run."""
+        counts = phase_counts(train_dir(resolve_path(cfg.data.root)))
+        cfg = resolve_epochs(cfg, counts)  # epochs -> steps from the manifest, before any fit starts
+        cfg = cfg.model_copy(update={"curriculum": cfg.curriculum.effective()})  # apply the ordering once
+        spec = cfg.curriculum
+        for p in spec.phases:
+            if p.epochs:
+                print(f"phase {p.name}: {p.epochs:g} epochs of its rows = {p.steps} steps", flush=True)
+        tracker = Tracker(cfg.tracking.experiment, cfg.tracking.tracking_uri)
+        run_name = cfg.tracking.run_name or default_run_name(cfg)
+        store = resolve_path(cfg.train.storage_path)
+        state = RunState.load_or_new(storage.join(store, run_name, RUN_STATE_FILE), config_hash(cfg))
+        tags = {"curriculum": spec.name, "ordering": spec.ordering, "pacing": spec.pacing.name,
+                "seed": str(cfg.train.seed), "model": cfg.model.name, "radisim.run_name": run_name,
+                **(extra_tags or {})}
+        run = cls(cfg, counts, tracker, run_name, store, state, tags, budget(cfg), state.parent_run_id or "",
+                  evaluate, on_evaluation, already_finished=state.finished)
+        if state.parent_run_id:
+            run._reopen_parent()
+        else:
+            run._start_parent(parent_run_id)
+        return run
+
+    def _reopen_parent(self) -> None:
+        state, spec = self.state, self.cfg.curriculum
+        if not self.already_finished:  # a finished run is shown, not touched (its end time stays)
+            self.tracker.client.update_run(self.parent, "RUNNING")
+        done = sum(1 for p in state.phases.values() if p.get("evaluated") or p.get("trained"))
+        print(f"resuming run {self.run_name}: {done}/{len(spec.phases)} phases already done" +
+              (" (the run is complete; nothing is retrained)" if state.finished else ""), flush=True)
+
+    def _start_parent(self, parent_run_id: Optional[str]) -> None:
+        self.parent = self.tracker.start_run(self.run_name, parent_id=parent_run_id, tags=self.tags)
+        # The sweep's own settings belong to the sweep run; here they would only crowd MLflow's compare view.
+        self.tracker.log_params(self.parent, {**flatten(self.cfg.model_dump(mode="json", exclude={"ablate"})),
+                                              **self.costs})
+        self.tracker.log_metrics(self.parent, self.costs)
+        self.state.parent_run_id = self.parent
+        self.state.save()
+
+    def execute(self, pending: _DeferredEvaluation) -> CurriculumResult:
+        """Every phase, then the final evaluation, the model registration and the parent run's end; the
+        parent run ends FAILED on any error (unless the run had already finished)."""
+        try:
+            outcomes = self._phases(pending)
+            self._finish(outcomes[-1])
+        except BaseException:
+            if not self.already_finished:
+                self.tracker.end(self.parent, "FAILED")
+            raise
+        return CurriculumResult(self.parent, self.run_name, self.tracker.uri, outcomes, self.evaluations, self.costs)
+
+    def _phases(self, pending: _DeferredEvaluation) -> list[PhaseOutcome]:
+        """The sequence: the untrained model, then each phase fitted from the previous checkpoint, each
+        one's evaluation deferred to `pending` (which overlaps it with the next fit, or not)."""
+        checkpoint, image_size = self._init_checkpoint()
+        pending.defer(self._untrained_baseline(checkpoint))
+        outcomes: list[PhaseOutcome] = []
+        offset = 0
+        for i, phase in enumerate(self.cfg.curriculum.phases):
+            outcome = self._phase(i, checkpoint, offset, image_size, pending)
+            pending.defer(self._phase_evaluation(outcome, self.state.phases[str(i)]))
+            outcomes.append(outcome)
+            checkpoint, offset = outcome.checkpoint, offset + phase.steps
+        pending.run()
+        return outcomes
+
+    def _init_checkpoint(self):
+        """The seeded starting weights and their image size (None when loaded from a resumed run's state)."""
+        if self.state.init_checkpoint:
+            return storage.checkpoint_at(self.store, self.state.init_checkpoint), None
+        checkpoint, image_size = save_init_checkpoint(self.cfg, storage.join(self.store, self.run_name, "init"))
+        self.state.init_checkpoint = checkpoint.path
+        self.state.save()
+        return checkpoint, image_size
+
+    def _untrained_baseline(self, checkpoint) -> Optional[Callable[[], None]]:
+        """The untrained model's evaluation to defer, if it is still to be measured; a resumed run's is
+        recorded from its state now (and re-run unrecorded: later phases' gains are measured against it)."""
+        wanted = bool(self.evaluate) and self.cfg.eval.untrained_baseline
+        if wanted and self.state.untrained is None:
+            def evaluation() -> None:
+                self.state.untrained = self._evaluate(checkpoint, UNTRAINED, [self.parent], step=0)
+                self.state.save()
+                self._record(UNTRAINED, self.state.untrained)
+            return evaluation
+        if wanted and not self.state.finished:
+            with checkpoint.as_directory() as local:
+                self.evaluate(local, UNTRAINED)
+        self._record(UNTRAINED, self.state.untrained)
+        return None
+
+    def _phase_evaluation(self, outcome: PhaseOutcome, rec: dict[str, Any]) -> Callable[[], None]:
+        """The evaluation of a phase's weights (after each phase, or the last only), then its child run's end."""
+        last = outcome.index == len(self.cfg.curriculum.phases)
+        wants_eval = bool(self.evaluate) and (self.cfg.eval.after_each_phase or last)
+
+        def evaluation() -> None:
+            if wants_eval and not rec.get("evaluated"):
+                rec["eval"] = self._evaluate(outcome.checkpoint, outcome.label, [outcome.run_id, self.parent],
+                                             step=outcome.index)
+                rec["evaluated"] = True
+                self.state.save()
+            outcome.eval_metrics = rec.get("eval") or {}
+            self._record(outcome.label, outcome.eval_metrics)
+            if not self.already_finished:
+                self.tracker.end(outcome.run_id)
+        return evaluation
+
+    def _evaluate(self, ckpt, label: str, run_ids: list[str], step: int) -> dict[str, float]:
+        with ckpt.as_directory() as local:
+            metrics = self.evaluate(local, label)
+        for rid in run_ids:
+            self.tracker.log_metrics(rid, metrics, step=step)
+        return metrics
+
+    def _record(self, label: str, metrics: Optional[dict[str, float]]) -> None:
+        if metrics:
+            self.evaluations.append((label, metrics))
+            if self.on_evaluation:
+                self.on_evaluation(self.evaluations)
+
+    def _finish(self, last: PhaseOutcome) -> None:
+        if not self.already_finished and self.cfg.tracking.register_model:
+            register_final_model(self.cfg, self.tracker, self.parent, last, self.run_name)
+        self.state.finished = True
+        self.state.save()
+        if not self.already_finished:
+            self.tracker.end(self.parent)
+
+    def _phase(self, i: int, checkpoint, offset: int, image_size: Optional[int],
+               pending: _DeferredEvaluation) -> PhaseOutcome:
+        """Fit phase `i` unless the run state says it is trained; returns its outcome either way."""
+        phase = self.cfg.curriculum.phases[i]
+        label = phase_label(i, phase.name)
+        rec = self.state.phases.setdefault(str(i), {})
+        if rec.get("trained"):
+            pending.run()
+            return PhaseOutcome(i + 1, phase.name, rec["child_run_id"],
+                                storage.checkpoint_at(self.store, rec["checkpoint"]),
+                                rec.get("train_metrics", {}), label=label)
+        mix = self.cfg.curriculum.mix(i, self.counts)
+        child = self._open_child_run(i, label, rec, mix)
+        if image_size is None:
+            image_size = self._image_size(checkpoint)
+        plan = _PhaseFit(i, label, child, rec, mix, image_size)
+        pending.before_fit()
+        return self._close_phase(plan, *self._fit(plan, checkpoint, offset, pending))
+
+    def _open_child_run(self, i: int, label: str, rec: dict[str, Any], mix: dict[str, float]) -> str:
+        """The phase's MLflow child run: reopened if a previous attempt started it, else started with its params."""
+        if rec.get("child_run_id"):
+            self.tracker.client.update_run(rec["child_run_id"], "RUNNING")
+            return rec["child_run_id"]
+        phase = self.cfg.curriculum.phases[i]
+        child = self.tracker.start_run(label, parent_id=self.parent,
+                                       tags={**self.tags, "phase": phase.name, "phase_index": str(i + 1)})
+        self.tracker.log_params(child, {**flatten(phase.model_dump(mode="json"), "phase."),
+                                        **{f"mix.{tag}": round(p, 4) for tag, p in mix.items()},
+                                        "phase.expected_rows": expected_rows(self.counts, mix),
+                                        "worker.torch_threads": worker_threads(self.cfg)})
         rec["child_run_id"] = child
-        state.save()
-    if image_size is None:  # resumed: the init checkpoint was not built in this process
+        self.state.save()
+        return child
+
+    def _image_size(self, checkpoint) -> int:
+        """Resumed: the init checkpoint was not built in this process, so its model tells the image size."""
         from radisim.platform.models import load_clip
 
         with checkpoint.as_directory() as local:
-            image_size = load_clip(cfg.model.name, checkpoint=local, siglip=spec.uses_siglip).image_size
-    if meanwhile and not overlap:
-        meanwhile()
-    t0 = time.perf_counter()
-    loop_cfg = phase_loop_config(cfg, i, checkpoint, tracker.uri, parent, child, offset)
-    loop_cfg["status_path"] = storage.join(store, run_name, f"{label}.status.json")
-    storage.remove(loop_cfg["status_path"])
-    try:
-        result = _fit_with(meanwhile if overlap else None, fit_phase, cfg, i, mix, loop_cfg, run_name, image_size)
-    except Exception:
-        tracker.end(child, "FAILED")
-        raise
-    seconds = time.perf_counter() - t0
-    status = storage.read_json(loop_cfg["status_path"]) or {}
-    if status.get("nonfinite_step"):
-        tracker.end(child, "FAILED")
-        last = result.checkpoint.path if result.checkpoint else state.init_checkpoint
-        raise NonFiniteLossError(f"phase {phase.name!r} (phase {i + 1}) stopped: non-finite loss at step "
-                                 f"{status['nonfinite_step']}; the last good checkpoint is {last}")
-    tracker.log_metrics(child, {"time/phase_seconds": seconds})
-    metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
-    rec.update(trained=True, checkpoint=result.checkpoint.path, train_metrics=metrics)
-    state.save()
-    return PhaseOutcome(i + 1, phase.name, child, result.checkpoint, metrics, seconds=seconds, label=label)
+            return load_clip(self.cfg.model.name, checkpoint=local, siglip=self.cfg.curriculum.uses_siglip).image_size
+
+    def _fit(self, plan: _PhaseFit, checkpoint, offset: int, pending: _DeferredEvaluation):
+        """The phase's fit (with the deferred evaluation alongside if it is still pending), its seconds
+        and the status its workers left; the child run ends FAILED if either fails."""
+        t0 = time.perf_counter()
+        loop_cfg = phase_loop_config(self.cfg, plan.index, checkpoint, self.tracker.uri, self.parent, plan.child,
+                                     offset)
+        loop_cfg["status_path"] = storage.join(self.store, self.run_name, f"{plan.label}.status.json")
+        storage.remove(loop_cfg["status_path"])
+        try:
+            result = pending.during_fit(fit_phase, self.cfg, plan.index, plan.mix, loop_cfg, self.run_name,
+                                        plan.image_size)
+        except Exception:
+            self.tracker.end(plan.child, "FAILED")
+            raise
+        seconds = time.perf_counter() - t0
+        return result, seconds, storage.read_json(loop_cfg["status_path"]) or {}
+
+    def _close_phase(self, plan: _PhaseFit, result, seconds: float, status: dict) -> PhaseOutcome:
+        """Stop on a non-finite loss, else log the phase's time and record it trained."""
+        phase = self.cfg.curriculum.phases[plan.index]
+        if status.get("nonfinite_step"):
+            self.tracker.end(plan.child, "FAILED")
+            last = result.checkpoint.path if result.checkpoint else self.state.init_checkpoint
+            raise NonFiniteLossError(f"phase {phase.name!r} (phase {plan.index + 1}) stopped: non-finite loss at "
+                                     f"step {status['nonfinite_step']}; the last good checkpoint is {last}")
+        self.tracker.log_metrics(plan.child, {"time/phase_seconds": seconds})
+        metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+        plan.rec.update(trained=True, checkpoint=result.checkpoint.path, train_metrics=metrics)
+        self.state.save()
+        return PhaseOutcome(plan.index + 1, phase.name, plan.child, result.checkpoint, metrics, seconds=seconds,
+                            label=plan.label)
 
 
 def _fit_with(meanwhile: Optional[Callable[[], None]], fit: Callable[..., Any], *args) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import numpy as np
@@ -114,71 +115,105 @@ def _reject_reason(err: im.ImagingError) -> str:
     return err.reason
 
 
+@dataclass(frozen=True)
+class _ItemKeys:
+    """Who an item's rows belong to: its source and its salted patient and study keys."""
+    source: str
+    patient_key: Optional[str]
+    study_key: Optional[str]
+
+
 def _rows_for_item(item: Item, opts: dict, salt: str, rows: list, rejects: list) -> int:
     """Append the item's rows (one per image and phase caption) or rejects. Returns how many entries
     (rows + rejects) beyond one it expanded to."""
+    decoded = _decode_checked(item, opts, salt, rejects)
+    if decoded is None:
+        return 0
+    caption, images, meta = decoded
+    keys = _item_keys(item, meta, salt)
+    added = 0
+    for i, (arr, extra) in enumerate(images):
+        key = item.key if len(images) == 1 else f"{item.key}[{extra.get('view', 'frame')}{i}]"
+        added += _rows_for_image(item, key, arr, extra, caption, meta, keys, opts, rows, rejects)
+    return added - 1
+
+
+def _decode_checked(item: Item, opts: dict, salt: str, rejects: list):
+    """(clean caption, images, item metadata), or None with the item's one reject appended."""
     caption, reason = check_caption(scrub_report(item.caption), opts["max_caption_chars"])
     if reason:
         rejects.append((item.key, reason))
-        return 0
+        return None
     drop = opts.get("drop_sections", DROP_SECTIONS)
     if not captions_for(caption, item.given, {}, {}, drop) and item.kind != "dicom":  # a header may add phases
         rejects.append((item.key, "caption_untagged"))
-        return 0
+        return None
     try:
         data = item.load()
         images, meta = decode_item(item, data, opts, salt)
     except im.ImagingError as err:
         rejects.append((item.key, _reject_reason(err)))
-        return 0
+        return None
     if not images:
         rejects.append((item.key, "no_image"))
-        return 0
+        return None
+    return caption, images, meta
+
+
+def _item_keys(item: Item, meta: dict, salt: str) -> _ItemKeys:
+    """The header's patient/study keys, else the given ones salted; a dataset's own ids are namespaced
+    by the source, so patient 1 of two datasets are two groups."""
     source = item.key.split(":", 1)[0].split("#", 1)[0]
-    # a dataset's own ids are namespaced by the source, so patient 1 of two datasets are two groups
     given_patient, given_study = item.given.get("patient"), item.given.get("study")
     patient_key = meta.get("patient_key") or (im.salted_key(f"{source}|{given_patient}", salt, "patient")
                                               if given_patient else None)
     study_key = meta.get("study_key") or (im.salted_key(f"{source}|{given_study}", salt, "study")
                                           if given_study else None)
-    added = 0
-    for i, (arr, extra) in enumerate(images):
-        key = item.key if len(images) == 1 else f"{item.key}[{extra.get('view', 'frame')}{i}]"
-        captions = captions_for(caption, item.given, meta, extra, drop)
-        reason = ("caption_untagged" if not captions else "image_too_small" if min(arr.shape) < opts["min_side"]
-                  else "image_blank" if int(arr.max()) == int(arr.min()) else None)
-        if reason:
-            rejects.append((key, reason))
-            added += 1
-            continue
-        arr = im.fit_side(arr, opts["max_side"], extra.get("spacing"))
-        content_hash = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
-        png = im.encode_png(arr)
-        for pc in captions:  # one row per (image, phase caption); they share the image's hash and id
-            row = pc.tags.as_row()
-            row.pop("findings"), row.pop("negated")
-            row.update(
-                image_id=f"{source}-{hashlib.sha256(key.encode()).hexdigest()[:16]}",
-                image=png, caption=pc.caption, phase_index=PHASE_INDEX[pc.phase],
-                finding_region="", source=source, source_key=key.split(":", 1)[-1] if ":" in key else key,
-                content_hash=content_hash, patient_key=patient_key, study_key=study_key,
-                group_key=patient_key or study_key or meta.get("group_key") or content_hash,
-                width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
-                split_hint=item.given.get("split") or "",
-                dedup_key=hashlib.sha256(f"{content_hash}|{pc.caption}".encode()).hexdigest(),
-            )
-            # the image header is more reliable than the text for modality and view; a user's given
-            # tags describe the study and win on each of its rows
-            for k in ("modality", "view"):
-                value = extra.get(k) or meta.get(k)
-                if value and k not in item.given:
-                    row[k] = value
-            if not row["anatomy"] and meta.get("anatomy"):
-                row["anatomy"] = meta["anatomy"]
-            row.update({k: str(v) for k, v in item.given.items() if k in GIVEN_TAGS and v not in (None, "")})
-            rows.append(row)
-            added += 1
-    return added - 1
+    return _ItemKeys(source, patient_key, study_key)
+
+
+def _rows_for_image(item: Item, key: str, arr: np.ndarray, extra: dict, caption: str, meta: dict,
+                    keys: _ItemKeys, opts: dict, rows: list, rejects: list) -> int:
+    """Append one image's rows (one per phase caption), or its reject; returns how many were appended."""
+    captions = captions_for(caption, item.given, meta, extra, opts.get("drop_sections", DROP_SECTIONS))
+    reason = ("caption_untagged" if not captions else "image_too_small" if min(arr.shape) < opts["min_side"]
+              else "image_blank" if int(arr.max()) == int(arr.min()) else None)
+    if reason:
+        rejects.append((key, reason))
+        return 1
+    arr = im.fit_side(arr, opts["max_side"], extra.get("spacing"))
+    content_hash = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
+    png = im.encode_png(arr)
+    for pc in captions:  # one row per (image, phase caption); they share the image's hash and id
+        rows.append(_row(pc, item, key, arr, png, content_hash, extra, meta, keys))
+    return len(captions)
+
+
+def _row(pc: PhaseCaption, item: Item, key: str, arr: np.ndarray, png: bytes, content_hash: str, extra: dict,
+         meta: dict, keys: _ItemKeys) -> dict:
+    """One manifest row (ROW_FIELDS + STAGED_FIELDS) for an image and one of its phase captions."""
+    row = pc.tags.as_row()
+    row.pop("findings"), row.pop("negated")
+    row.update(
+        image_id=f"{keys.source}-{hashlib.sha256(key.encode()).hexdigest()[:16]}",
+        image=png, caption=pc.caption, phase_index=PHASE_INDEX[pc.phase],
+        finding_region="", source=keys.source, source_key=key.split(":", 1)[-1] if ":" in key else key,
+        content_hash=content_hash, patient_key=keys.patient_key, study_key=keys.study_key,
+        group_key=keys.patient_key or keys.study_key or meta.get("group_key") or content_hash,
+        width=int(arr.shape[1]), height=int(arr.shape[0]), synthetic=False,
+        split_hint=item.given.get("split") or "",
+        dedup_key=hashlib.sha256(f"{content_hash}|{pc.caption}".encode()).hexdigest(),
+    )
+    # the image header is more reliable than the text for modality and view; a user's given
+    # tags describe the study and win on each of its rows
+    for k in ("modality", "view"):
+        value = extra.get(k) or meta.get(k)
+        if value and k not in item.given:
+            row[k] = value
+    if not row["anatomy"] and meta.get("anatomy"):
+        row["anatomy"] = meta["anatomy"]
+    row.update({k: str(v) for k, v in item.given.items() if k in GIVEN_TAGS and v not in (None, "")})
+    return row
 
 
 def _public(item: Item, salt: str, key_map: Optional[list]) -> Item:

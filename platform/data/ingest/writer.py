@@ -237,11 +237,57 @@ def _clean_staging(staging: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+@dataclass
+class _Options:
+    """The ingest options resolved for one output folder."""
+    opts: dict
+    salt: str
+    salt_from: str
+    key_map: Optional[str]
+    public: dict          # what the rows are, without where things go (PRIVATE_OPTIONS)
+    fingerprint: str
+
+
+@dataclass
+class _Discovered:
+    """Every source's chunks (by chunk id), its rejects found while listing, and its labels."""
+    chunks: dict[str, dict]
+    rejects: list[tuple[str, str]]
+    labels: list[dict]
+
+
 def run_ingest(sources: list[str], out_dir: str, ingest, ray_cfg=None, tracking=None,
                log_mlflow: bool = True) -> IngestResult:
     """Ingest `sources` (`KIND:PATH` or a bare path/URI) into `out_dir` (local). `ingest` is an IngestConfig."""
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    o = _resolve_options(ingest, out)
+    found = _discover(sources, o)
+    staging = out / "_staging"
+    staging.mkdir(exist_ok=True)
+    plan = hashlib.sha256(json.dumps([sorted(found.chunks), sorted(found.rejects), o.opts["eval_fraction"]]).encode()
+                          ).hexdigest()
+    marker = out / "_finalized.json"
+    card_path = out / "data_card.json"
+    if marker.is_file() and card_path.is_file() and json.loads(marker.read_text()).get("plan") == plan:
+        return IngestResult(json.loads(card_path.read_text()), True, 0, len(found.chunks))
+    todo = [cid for cid in sorted(found.chunks)
+            if not ((staging / f"{cid}.json").is_file() and (staging / f"{cid}.parquet").is_file())]
+    t0 = time.time()
+    if todo:
+        _stage_with_ray(todo, found.chunks, o.opts, o.salt, staging, ray_cfg, o.key_map)
+    card = _data_card(out, staging, o, found, len(todo), time.time() - t0)
+    _atomic_write(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    _atomic_write(marker, json.dumps({"plan": plan}).encode())
+    _clean_staging(staging)
+    if log_mlflow and tracking is not None:
+        log_card(card, card_path, tracking)
+    return IngestResult(card, False, len(todo), len(found.chunks) - len(todo))
+
+
+def _resolve_options(ingest, out: Path) -> _Options:
+    """The options as a dict, the salt (and where it came from), the key map's path (checked to lie
+    outside `out`) and the fingerprint that chunk ids hash."""
     opts = ingest.model_dump()
     salt, salt_from = resolve_salt(opts["salt"], opts.get("salt_file"), str(out))
     key_map = opts.get("key_map")
@@ -249,53 +295,50 @@ def run_ingest(sources: list[str], out_dir: str, ingest, ray_cfg=None, tracking=
         key_map = os.path.expanduser(key_map)
         check_outside(key_map, str(out), "key map (hash -> original path)")
     public_opts = {k: v for k, v in opts.items() if k not in PRIVATE_OPTIONS}
-    fingerprint = _fingerprint(public_opts, salt)
+    return _Options(opts, salt, salt_from, key_map, public_opts, _fingerprint(public_opts, salt))
 
-    chunks: dict[str, dict] = {}
-    discovery_rejects: list[tuple[str, str]] = []
-    labels = []
+
+def _discover(sources: list[str], o: _Options) -> _Discovered:
+    """List every source into chunks; its listing rejects are keyed by salted hash (mapped back in the key map)."""
+    found = _Discovered({}, [], [])
     for source in sources:
-        kind, label, found = discover_source(source, opts, salt)
-        labels.append({"label": label, "kind": kind, "chunks": len(found.chunks)})
-        discovery_rejects += [(public_key(k, salt), r) for k, r in found.rejects]
-        if key_map and found.rejects:
-            _write_key_map(key_map, f"discovery-{label}", [(public_key(k, salt), k) for k, _ in found.rejects])
-        for spec in found.chunks:
-            chunks[chunk_id(spec, fingerprint)] = spec
-    staging = out / "_staging"
-    staging.mkdir(exist_ok=True)
-    plan = hashlib.sha256(json.dumps([sorted(chunks), sorted(discovery_rejects), opts["eval_fraction"]]).encode()
-                          ).hexdigest()
-    marker = out / "_finalized.json"
-    card_path = out / "data_card.json"
-    if marker.is_file() and card_path.is_file() and json.loads(marker.read_text()).get("plan") == plan:
-        return IngestResult(json.loads(card_path.read_text()), True, 0, len(chunks))
-    todo = [cid for cid in sorted(chunks)
-            if not ((staging / f"{cid}.json").is_file() and (staging / f"{cid}.parquet").is_file())]
+        kind, label, listed = discover_source(source, o.opts, o.salt)
+        found.labels.append({"label": label, "kind": kind, "chunks": len(listed.chunks)})
+        found.rejects += [(public_key(k, o.salt), r) for k, r in listed.rejects]
+        if o.key_map and listed.rejects:
+            _write_key_map(o.key_map, f"discovery-{label}", [(public_key(k, o.salt), k) for k, _ in listed.rejects])
+        for spec in listed.chunks:
+            found.chunks[chunk_id(spec, o.fingerprint)] = spec
+    return found
 
-    t0 = time.time()
-    if todo:
-        _stage_with_ray(todo, chunks, opts, salt, staging, ray_cfg, key_map)
-    stage_s = time.time() - t0
 
-    rejected: dict = _reject_summary(discovery_rejects)
-    inputs, expanded = len(discovery_rejects), 0
-    for cid in sorted(chunks):
+def _tally_staged(staging: Path, found: _Discovered) -> tuple[dict, int, int]:
+    """(rejects by reason, inputs, expanded) over the listing and every staged chunk's summary."""
+    rejected: dict = _reject_summary(found.rejects)
+    inputs, expanded = len(found.rejects), 0
+    for cid in sorted(found.chunks):
         summary = json.loads((staging / f"{cid}.json").read_text())
         inputs += summary["items"]
         expanded += summary["expanded"]
         _merge_rejects(rejected, summary["rejects"])
-    stats = finalize(out, list(chunks), opts["eval_fraction"])
+    return rejected, inputs, expanded
+
+
+def _data_card(out: Path, staging: Path, o: _Options, found: _Discovered, staged: int, stage_s: float) -> dict:
+    """Write the manifests (`finalize`: dedup and split) and return the data card that accounts for them."""
+    rejected, inputs, expanded = _tally_staged(staging, found)
+    stats = finalize(out, list(found.chunks), o.opts["eval_fraction"])
     dup = stats.pop("duplicates")
     if dup["count"]:
         _merge_rejects(rejected, {"duplicate": dup})
     rejected = dict(sorted(rejected.items()))
     kept = stats["splits"]["train"]["rows"] + stats["splits"]["eval"]["rows"]
     n_rejected = sum(r["count"] for r in rejected.values())
-    card = {
+    total = len(found.chunks)
+    return {
         "kind": "ingested",
         "synthetic": False,
-        "sources": labels,
+        "sources": found.labels,
         "inputs": inputs,
         "expanded": expanded,
         "kept": kept,
@@ -311,17 +354,11 @@ def run_ingest(sources: list[str], out_dir: str, ingest, ray_cfg=None, tracking=
         "splits": stats["splits"],
         "counts": stats["counts"],
         "by_source": _sum_by(stats["counts"], "source"),
-        "salt_from": salt_from,
-        "ingest": public_opts,
-        "chunks": {"total": len(chunks), "staged_this_run": len(todo), "reused": len(chunks) - len(todo)},
+        "salt_from": o.salt_from,
+        "ingest": o.public,
+        "chunks": {"total": total, "staged_this_run": staged, "reused": total - staged},
         "stage_seconds": round(stage_s, 2),
     }
-    _atomic_write(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
-    _atomic_write(marker, json.dumps({"plan": plan}).encode())
-    _clean_staging(staging)
-    if log_mlflow and tracking is not None:
-        log_card(card, card_path, tracking)
-    return IngestResult(card, False, len(todo), len(chunks) - len(todo))
 
 
 def _stage_with_ray(todo: list[str], chunks: dict, opts: dict, salt: str, staging: Path, ray_cfg,
