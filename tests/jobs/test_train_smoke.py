@@ -80,7 +80,7 @@ def test_run_tree_and_metrics(smoke_run):
 def test_prints_tables_and_ui_command(smoke_run):
     _, uri, out = smoke_run
     assert "untrained" in out and "p5-grading" in out
-    assert "p5-grading - untrained, paired bootstrap 95% CI" in out
+    assert "p5-grading - untrained, paired case-bootstrap 95% CI over the held-out cases" in out
     assert "mlflow ui --backend-store-uri" not in out or uri in out
     assert f"in {uri}" in out
     # the worker's own progress lines, not Ray Train's INFO lines (train.ray_log_level=WARNING)
