@@ -129,8 +129,7 @@ def compute_embeddings(
     A pool of at most `driver_max_images` images on a cluster without GPUs, with one actor asked for,
     is embedded in this process with `bundle` (the model the caller already loaded): the actor would
     run the same code on the same kind of CPU, after a process start, a torch import and a model
-    build that cost more than the work (measured on 2 cores, 600 phantom images: 5.7 s through Ray
-    Data, 1.0 s here).
+    build that cost more than the work for such a pool (docs/performance.md).
     """
     import pyarrow as pa
     import ray

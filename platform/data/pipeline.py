@@ -175,8 +175,8 @@ def phase_dataset(
 
     `samples`: how many rows the phase will consume. When one pass over the rows holds fewer, the
     stream chains `passes_needed` passes (each draws its own sample of the partial tags), so the
-    phase never hits an epoch boundary, where a new streaming execution starts and the trainer waits on data (measured:
-    ~40% data wait in the log window that held the boundary, ~7% of the phase).
+    phase never hits an epoch boundary, where a new streaming execution starts and the trainer waits
+    on data (docs/performance.md).
 
     `global_shuffle`: each pass is put in its own seeded global order (`global_order`), so sources
     and files mix and no batch holds two captions of one image as mutual negatives."""

@@ -51,8 +51,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: torch.nn.Module, lr: float, tcfg: dict, device: torch.device) -> torch.optim.AdamW:
     """AdamW over `param_groups`. Fused where torch has the kernel (CPU, CUDA): one pass per step instead
-    of foreach's chain of elementwise ops; on radisim-tiny (12.4M params, 6.3M of them the token embedding)
-    the optimizer step falls from ~44 to ~9 ms of CPU time (measured by `python -m benchmarks.run`)."""
+    of foreach's chain of elementwise ops, which matters where the token embedding is a large share of
+    the parameters (figures: docs/performance.md)."""
     return torch.optim.AdamW(param_groups(model, tcfg["weight_decay"]), lr=lr, betas=(tcfg["beta1"], tcfg["beta2"]),
                              eps=tcfg["eps"], fused=torch.device(device).type in ("cpu", "cuda"))
 
