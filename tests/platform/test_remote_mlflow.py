@@ -50,7 +50,9 @@ def test_run_tree_and_stage_scores_over_rest(cloud_run):
     for run in (parent, *children):
         m = metrics(run)
         for stage in range(1, 6):
-            assert math.isfinite(m[f"stage{stage}/score"]) and 0 <= m[f"stage{stage}/score"] <= 1
+            # chance-normalised (0 = chance, 1 = perfect, below 0 worse than chance); the raw mean in [0, 1]
+            assert math.isfinite(m[f"stage{stage}/score"]) and -1 <= m[f"stage{stage}/score"] <= 1
+            assert 0 <= m[f"stage{stage}/score_raw"] <= 1
     assert {p["key"]: p["value"] for p in parent["data"]["params"]}["model.name"] == "radisim-tiny"
     # artifacts went through the server (--serve-artifacts), not to a path on the client
     assert parent["info"]["artifact_uri"].startswith("mlflow-artifacts:")
