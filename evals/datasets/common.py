@@ -119,21 +119,9 @@ def pick_evenly(n: int, k: int | None) -> list[int]:
 def fit_side(image: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE,
              spacing: tuple[float, float] | None = None) -> np.ndarray:
     """uint8 2-D -> at most `max_side` on its longest side; with `spacing` (row, col in mm) the pixels
-    are made square first, so a coronal slice of 5 mm axial sections is not squashed."""
-    from PIL import Image
-
-    h, w = image.shape
-    th, tw = float(h), float(w)
-    if spacing is not None and spacing[0] > 0 and spacing[1] > 0 and not np.isclose(spacing[0], spacing[1]):
-        th *= spacing[0] / min(spacing)
-        tw *= spacing[1] / min(spacing)
-    if max_side and max(th, tw) > max_side:
-        scale = max_side / max(th, tw)
-        th, tw = th * scale, tw * scale
-    size = (max(1, int(round(tw))), max(1, int(round(th))))
-    if size == (w, h):
-        return image
-    return np.asarray(Image.fromarray(image, mode="L").resize(size, Image.BILINEAR), dtype=np.uint8)
+    are made square first, so a coronal slice of 5 mm axial sections is not squashed. Ingestion's own
+    resize (`platform.data.imaging.fit_side`), with the evaluation's default size."""
+    return imaging.fit_side(image, max_side, spacing)
 
 
 def png(image: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE,
